@@ -1,0 +1,164 @@
+"""The one exception tree of snapkit.
+
+Every error snapkit raises on purpose is a :class:`SnapkitError`. Each family
+maps to one CLI exit code, so scripts can branch on the code without parsing
+text. Where a family has an obvious builtin twin it subclasses it too, so
+``except ValueError`` keeps working for callers who do not know snapkit::
+
+    SnapkitError                                  exit
+    │                                               10  unexpected (a bug: report it)
+    ├── UsageError (ValueError)                      2  bad argument or option
+    │   └── ConfigError                              2  unreadable config / env
+    ├── NotFoundError (LookupError)                  4  no such snapshot, blob, file
+    │   └── AmbiguousIdError                         4  id prefix matches several
+    ├── IntegrityError                               3  bytes do not match their id
+    │   └── FormatError                              3  not our format, or over a limit
+    ├── EnvironmentMismatchError                     5  required libraries missing
+    ├── ObjectError                                  6  an object will not (un)pickle
+    ├── RestoreError                                 7  restore refused to write
+    │   ├── UnsafePathError                          7  path escapes the root
+    │   └── OverwriteError                           7  would clobber a changed file
+    ├── RemoteError                                  8  the server said no / unreachable
+    │   ├── AuthError                                8  bad or missing token
+    │   └── ConflictError                            8  commit names blobs not uploaded
+    └── BudgetExceededError                          1  audit found a limit exceeded
+
+Messages follow one shape: what failed, the offending value, what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_CODES",
+    "AmbiguousIdError",
+    "AuthError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ConflictError",
+    "EnvironmentMismatchError",
+    "FormatError",
+    "IntegrityError",
+    "NotFoundError",
+    "ObjectError",
+    "OverwriteError",
+    "RemoteError",
+    "RestoreError",
+    "SnapkitError",
+    "UnsafePathError",
+    "UsageError",
+    "exit_code_for",
+]
+
+
+class SnapkitError(Exception):
+    """Base of every error snapkit raises on purpose."""
+
+    exit_code = 10
+
+
+class UsageError(SnapkitError, ValueError):
+    """An argument, option or input file given by the user is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The config file or an environment variable cannot be used."""
+
+
+class NotFoundError(SnapkitError, LookupError):
+    """A snapshot, blob, object or file that was asked for does not exist.
+
+    On the server, another user's snapshot raises exactly this, with the same
+    message as an id that was never created.
+    """
+
+    exit_code = 4
+
+
+class AmbiguousIdError(NotFoundError):
+    """An abbreviated snapshot id matches more than one snapshot."""
+
+
+class IntegrityError(SnapkitError):
+    """Stored bytes do not match what they claim to be.
+
+    Raised for a blob whose SHA-256 differs from its id, a truncated archive,
+    an index that fails its checksum: anything that means the data is damaged.
+    Never caught and ignored by snapkit itself.
+    """
+
+    exit_code = 3
+
+
+class FormatError(IntegrityError):
+    """Bytes are not in a format snapkit reads, or exceed a decoder ceiling."""
+
+
+class EnvironmentMismatchError(SnapkitError):
+    """The running interpreter lacks libraries the snapshot's objects need."""
+
+    exit_code = 5
+
+
+class ObjectError(SnapkitError):
+    """An object cannot be pickled at capture, or unpickled at restore."""
+
+    exit_code = 6
+
+
+class RestoreError(SnapkitError):
+    """Restore refused to write something."""
+
+    exit_code = 7
+
+
+class UnsafePathError(RestoreError):
+    """A path in a manifest would land outside the restore root."""
+
+
+class OverwriteError(RestoreError, FileExistsError):
+    """Restore would overwrite a file that differs from the snapshot."""
+
+
+class RemoteError(SnapkitError):
+    """The snapshot server refused a request or could not be reached."""
+
+    exit_code = 8
+
+
+class AuthError(RemoteError, PermissionError):
+    """The server did not accept the token."""
+
+
+class ConflictError(RemoteError):
+    """The server refused a commit because blobs it names are not uploaded."""
+
+
+class BudgetExceededError(SnapkitError):
+    """An audit found a size above one of its limits."""
+
+    exit_code = 1
+
+
+EXIT_CODES: dict[type[SnapkitError], int] = {
+    cls: cls.exit_code
+    for cls in (
+        SnapkitError,
+        UsageError,
+        NotFoundError,
+        IntegrityError,
+        EnvironmentMismatchError,
+        ObjectError,
+        RestoreError,
+        RemoteError,
+        BudgetExceededError,
+    )
+}
+
+
+def exit_code_for(error: BaseException) -> int:
+    """Return the CLI exit code for ``error`` (10 for anything unexpected)."""
+    if isinstance(error, SnapkitError):
+        return error.exit_code
+    return SnapkitError.exit_code

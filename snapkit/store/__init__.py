@@ -1,0 +1,1 @@
+"""Hashing, chunking, blob frames, the archive format and the repository interface."""

@@ -1,0 +1,1 @@
+"""What a workspace is made of: objects, libraries, files, and the manifest."""
