@@ -1,0 +1,3 @@
+from snapkit.cli import main
+
+main(prog_name="snapkit")

@@ -1,0 +1,80 @@
+"""The ``snapkit`` command line: one small module per command.
+
+Every command prints results to stdout and diagnostics to stderr, offers
+``--json`` where it prints data, and exits with the code of the error family
+(see :mod:`snapkit.errors`). A :class:`~snapkit.errors.SnapkitError` becomes a
+one-line message, never a traceback; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from snapkit import __version__
+from snapkit.errors import SnapkitError
+
+__all__ = ["COMMAND_MODULES", "main"]
+
+#: Each module defines one click command (or group) named ``command``.
+COMMAND_MODULES = [
+    "create",
+    "show",
+    "restore",
+    "verify",
+    "requirements",
+    "diff",
+    "audit",
+    "login",
+    "push",
+    "pull",
+    "ls",
+    "rm",
+    "gc",
+    "server",
+    "demo",
+]
+
+
+class _Group(click.Group):
+    """A group that turns snapkit errors into one line and their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SnapkitError as exc:
+            click.echo(f"snapkit: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="snapkit")
+def main() -> None:
+    """Capture a pruned Python workspace into a snapshot, and pick it up again.
+
+    \b
+    Exit codes:
+      0  success               5  required libraries missing
+      1  audit budget exceeded 6  an object will not pickle or unpickle
+      2  usage error           7  restore refused to write
+      3  integrity or format   8  server refused or unreachable
+      4  not found            10  unexpected error (a bug)
+    """
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"snapkit.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"snapkit.cli.{_name}":
+            raise
+        continue
+    main.add_command(_module.command)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m snapkit`
+    sys.exit(main())
