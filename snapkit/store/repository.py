@@ -9,7 +9,9 @@ are :func:`snapkit.store.copy.copy` between two of them.
 Contract every implementation keeps:
 
 * ``put``/``put_raw`` verify the bytes against the id before they count as
-  stored; ``get``/``get_raw`` verify again on the way out.
+  stored (``StoredBlob.check``); ``get`` verifies again on the way out.
+  ``get_raw`` returns the bytes as stored without decoding them: whoever
+  receives them (another repository's ``put_raw``) verifies them.
 * ``add_snapshot`` makes a snapshot visible only once every blob it names is
   durable; it raises :class:`~snapkit.errors.IntegrityError` (or
   :class:`~snapkit.errors.ConflictError` on the server) naming the blobs that
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from snapkit.errors import AmbiguousIdError, NotFoundError, UsageError
-from snapkit.store import codec
+from snapkit.store import codec as blobcodec
 from snapkit.store.codec import Codec
 from snapkit.workspace.manifest import Manifest
 
@@ -42,6 +44,9 @@ class StoredBlob:
     codec: Codec
     raw_size: int
     data: bytes
+    #: True only when this process encoded the blob from its bytes, so the id
+    #: is known to match; blobs read from a file or the network start False.
+    trusted: bool = field(default=False, compare=False, repr=False)
 
     @property
     def stored_size(self) -> int:
@@ -49,14 +54,21 @@ class StoredBlob:
 
     def decode(self, where: str) -> bytes:
         """Return the uncompressed bytes, checked against the id."""
-        out = codec.decode(self.codec, self.data, self.raw_size, where)
-        codec.verify(out, self.id, where)
+        out = blobcodec.decode(self.codec, self.data, self.raw_size, where)
+        blobcodec.verify(out, self.id, where)
         return out
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview, level: int = codec.DEFAULT_LEVEL) -> StoredBlob:
-        kind, stored = codec.encode(data, level)
-        return cls(codec.blob_id(data), kind, len(data), stored)
+    def from_bytes(
+        cls, data: bytes | memoryview, level: int = blobcodec.DEFAULT_LEVEL
+    ) -> StoredBlob:
+        kind, stored = blobcodec.encode(data, level)
+        return cls(blobcodec.blob_id(data), kind, len(data), stored, trusted=True)
+
+    def check(self, where: str) -> None:
+        """Verify an incoming blob against its id unless this process made it."""
+        if not self.trusted:
+            self.decode(f"{where}: blob {self.id}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,9 @@ class Repository(abc.ABC):
     def get_raw(self, blob_id: str) -> StoredBlob:
         """Return a blob as stored; raise NotFoundError if absent."""
 
-    def put(self, data: bytes | memoryview, level: int = codec.DEFAULT_LEVEL) -> StoredBlob:
+    def put(
+        self, data: bytes | memoryview, level: int = blobcodec.DEFAULT_LEVEL
+    ) -> StoredBlob:
         """Compress and store ``data``; return the stored blob (its id first)."""
         blob = StoredBlob.from_bytes(data, level)
         if self.missing([blob.id]):

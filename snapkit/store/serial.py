@@ -54,7 +54,9 @@ def unpack(data: bytes | memoryview, where: str, max_size: int = MAX_DOCUMENT) -
             max_ext_len=0,
         )
     except msgpack.ExtraData as exc:
-        raise FormatError(f"{where}: trailing bytes after the msgpack document") from exc
+        raise FormatError(
+            f"{where}: trailing bytes after the msgpack document"
+        ) from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         # ValueError covers truncation, bad UTF-8 and every length ceiling.
         raise FormatError(f"{where}: not a valid msgpack document ({exc})") from exc

@@ -240,8 +240,16 @@ def _to_wire(m: Manifest) -> dict[str, Any]:
             "session_modules": list(lib.session_modules),
         },
         "files": [
-            [f.path, f.kind, f.mode, f.size, f.mtime_ns, _refs(f.blobs), f.target,
-             f.stored_size]
+            [
+                f.path,
+                f.kind,
+                f.mode,
+                f.size,
+                f.mtime_ns,
+                _refs(f.blobs),
+                f.target,
+                f.stored_size,
+            ]
             for f in m.files
         ],
     }
@@ -267,7 +275,9 @@ class _Reader:
     def check(self, value: Any, kind: type, path: str) -> Any:
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
-            raise self.fail(path, f"should be {kind.__name__}, is {type(value).__name__}")
+            raise self.fail(
+                path, f"should be {kind.__name__}, is {type(value).__name__}"
+            )
         if kind in (list, dict) and len(value) > MAX_ENTRIES:
             raise self.fail(path, f"has {len(value)} entries, over {MAX_ENTRIES}")
         if kind is int and value < 0:
@@ -275,7 +285,7 @@ class _Reader:
         return value
 
     def opt_str(self, value: Any, path: str) -> str | None:
-        return None if value is None else self.check(value, str, path)  # type: ignore[no-any-return]
+        return None if value is None else self.check(value, str, path)
 
     def strs(self, value: Any, path: str) -> list[str]:
         items = self.check(value, list, path)
@@ -324,7 +334,8 @@ def _from_wire(doc: Any, where: str) -> Manifest:
         )
     skipped = [
         SkippedObject(
-            r.get(s, "name", str, f"skipped[{i}]"), r.get(s, "reason", str, f"skipped[{i}]")
+            r.get(s, "name", str, f"skipped[{i}]"),
+            r.get(s, "reason", str, f"skipped[{i}]"),
         )
         for i, s in enumerate(r.get(doc, "skipped", list, "manifest"))
         if r.check(s, dict, f"skipped[{i}]") is not None
@@ -351,9 +362,12 @@ def _from_wire(doc: Any, where: str) -> Manifest:
         cloudpickle_version=r.get(lib, "cloudpickle", str, "libraries"),
         snapkit_version=r.get(lib, "snapkit", str, "libraries"),
         distributions=dists,
-        required=r.strs(r.get(lib, "required", list, "libraries"), "libraries.required"),
+        required=r.strs(
+            r.get(lib, "required", list, "libraries"), "libraries.required"
+        ),
         session_modules=r.strs(
-            r.get(lib, "session_modules", list, "libraries"), "libraries.session_modules"
+            r.get(lib, "session_modules", list, "libraries"),
+            "libraries.session_modules",
         ),
     )
     files = []

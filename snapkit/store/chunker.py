@@ -1,0 +1,227 @@
+"""Cut byte streams into blobs and move them in parallel.
+
+Large streams are cut with FastCDC (the compiled ``fastcdc`` package), so an
+insert in the middle of a file or array changes only the chunks around it.
+Inputs under :data:`SMALL` bytes stay one blob.
+
+:class:`BlobWriter` hashes the chunks in a thread pool, asks the destination
+which ids it lacks (one call per batch, which is what makes a remote
+destination cheap), compresses only those, and hands them to the repository
+in order. Chunks are ``memoryview`` slices of the caller's buffer, never
+copies; at most :data:`BATCH` chunks are in flight, so memory stays bounded
+whatever the size of the input. hashlib and zstandard release the GIL, so the
+pool really runs in parallel.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastcdc import fastcdc
+
+from snapkit.errors import IntegrityError
+from snapkit.store import codec
+from snapkit.store.repository import Repository, StoredBlob
+from snapkit.workspace.manifest import BlobRef
+
+__all__ = [
+    "AVG_CHUNK",
+    "MAX_CHUNK",
+    "MIN_CHUNK",
+    "SMALL",
+    "BlobReader",
+    "BlobWriter",
+    "WriteResult",
+    "cut",
+]
+
+MIN_CHUNK = 256 * 1024
+AVG_CHUNK = 1024 * 1024
+MAX_CHUNK = 4 * 1024 * 1024
+#: Streams shorter than this are stored as one blob.
+SMALL = 512 * 1024
+#: Chunks hashed ahead and asked about in one ``missing()`` call.
+BATCH = 16
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def cut(view: memoryview) -> Iterator[memoryview]:
+    """Yield consecutive slices of ``view`` that together cover it exactly."""
+    if view.nbytes < SMALL:
+        yield view
+        return
+    for chunk in fastcdc(
+        view, min_size=MIN_CHUNK, avg_size=AVG_CHUNK, max_size=MAX_CHUNK
+    ):
+        yield view[chunk.offset : chunk.offset + chunk.length]
+
+
+def as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
+    """Return a flat, byte-formatted view of ``data`` without copying it."""
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+@dataclass
+class WriteResult:
+    """The chunks of one stream and what they cost."""
+
+    refs: list[BlobRef] = field(default_factory=list)
+    stored_size: int = 0
+    #: Bytes that had to be compressed and written (the destination lacked them).
+    new_bytes: int = 0
+
+
+class BlobWriter:
+    """Writes streams into a repository as content-defined, deduplicated blobs.
+
+    With ``repository=None`` nothing is written: every chunk is still hashed
+    and compressed, to measure what a capture would cost (a dry run).
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        repository: Repository | None,
+        level: int = codec.DEFAULT_LEVEL,
+        workers: int | None = None,
+    ) -> None:
+        self.repository = repository
+        self.level = codec.check_level(level)
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or default_workers(), thread_name_prefix="snapkit-chunk"
+        )
+        #: Stored size of every blob this writer has seen, written or found.
+        self.sizes: dict[str, int] = {}
+        self.raw_bytes = 0
+        self.new_bytes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> WriteResult:
+        """Store one stream; return its chunk list in order."""
+        result = WriteResult()
+        batch: list[tuple[memoryview, Future[str]]] = []
+        for piece in cut(as_bytes_view(data)):
+            batch.append((piece, self._pool.submit(codec.blob_id, piece)))
+            if len(batch) >= BATCH:
+                self._flush_batch(batch, result)
+                batch = []
+        if batch:
+            self._flush_batch(batch, result)
+        return result
+
+    def write_file(self, path: str | os.PathLike[str]) -> WriteResult:
+        """Store a file's content, mapped into memory rather than read into it."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return self.write(b"")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    return self.write(view)
+                finally:
+                    view.release()
+
+    def _flush_batch(
+        self, batch: list[tuple[memoryview, Future[str]]], result: WriteResult
+    ) -> None:
+        ids = [fut.result() for _, fut in batch]
+        unknown = {i for i in ids if i not in self.sizes}
+        if self.repository is not None and unknown:
+            lacking = self.repository.missing(unknown)
+            self.sizes.update(self.repository.stored_sizes(unknown - lacking))
+        else:
+            lacking = unknown
+
+        encodes: dict[str, Future[StoredBlob]] = {}
+        for (piece, _), bid in zip(batch, ids, strict=True):
+            if bid in lacking and bid not in encodes:
+                encodes[bid] = self._pool.submit(
+                    StoredBlob.from_bytes, piece, self.level
+                )
+        for bid, fut in encodes.items():
+            blob = fut.result()
+            if self.repository is not None:
+                self.repository.put_raw(blob)
+            self.sizes[bid] = blob.stored_size
+            result.new_bytes += blob.raw_size
+            self.new_bytes += blob.raw_size
+
+        for (piece, _), bid in zip(batch, ids, strict=True):
+            result.refs.append((bid, piece.nbytes))
+            result.stored_size += self.sizes[bid]
+            self.raw_bytes += piece.nbytes
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BlobReader:
+    """Reads chunk lists back, decoding and verifying ahead in a thread pool."""
+
+    def __init__(self, repository: Repository, workers: int | None = None) -> None:
+        self.repository = repository
+        self._workers = workers or default_workers()
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._workers, thread_name_prefix="snapkit-read"
+        )
+
+    def iter_chunks(self, refs: Sequence[BlobRef], where: str = "") -> Iterator[bytes]:
+        """Yield the verified bytes of each chunk, in order."""
+        ahead = 2 * self._workers
+        pending: list[Future[bytes]] = []
+        for bid, size in refs:
+            pending.append(self._pool.submit(self._get, bid, size, where))
+            if len(pending) > ahead:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+    def _get(self, blob_id: str, size: int, where: str) -> bytes:
+        data = self.repository.get(blob_id)
+        if len(data) != size:
+            raise IntegrityError(
+                f"{self.repository.where}: {where} blob {blob_id} has {len(data)} "
+                f"bytes, the manifest says {size}; run `snapkit verify`"
+            )
+        return data
+
+    def read(self, refs: Sequence[BlobRef], where: str = "") -> bytearray:
+        """Return the whole stream; one allocation of its exact size."""
+        out = bytearray(sum(s for _, s in refs))
+        at = 0
+        for data in self.iter_chunks(refs, where):
+            out[at : at + len(data)] = data
+            at += len(data)
+        return out
+
+    def write_to(self, refs: Sequence[BlobRef], path: Path, where: str = "") -> None:
+        """Stream the chunks into an open-for-writing path."""
+        with open(path, "wb") as f:
+            for data in self.iter_chunks(refs, where):
+                f.write(data)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
