@@ -1,0 +1,69 @@
+"""The JSON document matches the schema published in docs/diff-json.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapkit.diff import diff
+from snapkit.workspace.manifest import FileEntry
+
+from .manifests import iris_manifest, iris_pair
+
+jsonschema = pytest.importorskip("jsonschema")
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def documented_schema(page: str) -> dict[str, Any]:
+    """Return the JSON block that follows the "JSON Schema" heading of a page."""
+    text = (DOCS / page).read_text()
+    section = text.split("## JSON Schema", 1)[1]
+    block = re.search(r"```json\n(.*?)```", section, re.S)
+    assert block, f"{page} has no JSON schema block"
+    schema: dict[str, Any] = json.loads(block.group(1))
+    return schema
+
+
+def test_iris_diff_matches_documented_schema() -> None:
+    """Every field the iris diff emits is documented and typed as documented."""
+    schema = documented_schema("diff-json.md")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    a, b = iris_pair()
+    doc = json.loads(json.dumps(diff(a, b).to_json()))
+    jsonschema.validate(doc, schema)
+
+
+def test_every_status_matches_documented_schema() -> None:
+    """Added, removed, mode-only and symlink entries validate too."""
+    schema = documented_schema("diff-json.md")
+    a = iris_manifest()
+    b = replace(
+        a,
+        objects=a.objects[:1],
+        files=[
+            replace(a.files[2], mode=0o100755),
+            FileEntry("link", "symlink", 0o120777, target="train.py"),
+        ],
+    )
+    doc = diff(a, b).to_json()
+    statuses = {f["status"] for f in doc["files"]}
+    assert statuses == {"added", "removed", "mode"}
+    jsonschema.validate(doc, schema)
+    jsonschema.validate(diff(b, a).to_json(), schema)
+
+
+def test_documented_example_is_valid() -> None:
+    """The example on the page is itself a valid document (ids aside)."""
+    text = (DOCS / "diff-json.md").read_text()
+    example = text.split("## Example", 1)[1]
+    block = re.search(r"```json\n(.*?)```", example, re.S)
+    assert block
+    doc = json.loads(block.group(1))
+    doc["a"]["id"] = doc["b"]["id"] = "0" * 64
+    jsonschema.validate(doc, documented_schema("diff-json.md"))
