@@ -1,0 +1,393 @@
+"""Libraries: the interpreter, the installed distributions, and the required ones.
+
+A pickle refers to classes and functions of installed libraries by name, so it
+loads only where those libraries are installed, ideally at the same versions.
+At capture :func:`collect` records every installed distribution and marks as
+*required* those that provide
+
+* a module the captured pickles reference (read from their streams by
+  :func:`snapkit.workspace.objects.scan_imports`), and
+* a module the session imported (``sys.modules``), except private ones
+  (``_distutils_hack`` and the like, loaded by ``.pth`` files at startup) and
+  those of the distributions
+  snapkit itself depends on (its install requirements and its ``server`` and
+  ``client`` extras, followed transitively). Those are present wherever
+  snapkit runs and only show that snapkit was imported, not that the user's
+  work needs them; they still count when a pickle references them, which is
+  how ``cloudpickle`` becomes required once a function travels by value.
+
+At load :func:`check_environment` compares that record with the running
+interpreter: a missing required distribution is an error, a different version
+or a different Python minor version is a warning.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import logging
+import platform
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import cloudpickle
+
+import snapkit
+from snapkit.errors import EnvironmentMismatchError
+from snapkit.workspace.manifest import Distribution, Libraries
+
+__all__ = [
+    "EnvReport",
+    "EnvRow",
+    "check_environment",
+    "collect",
+    "installed",
+    "normalize",
+    "requirements_txt",
+]
+
+log = logging.getLogger(__name__)
+
+#: snapkit's own extras whose libraries snapkit may import by itself.
+_OWN_EXTRAS = frozenset({"server", "client"})
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def normalize(name: str) -> str:
+    """Return the PEP 503 normalised form of a distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# -- what is installed ---------------------------------------------------------
+
+
+def installed() -> dict[str, Distribution]:
+    """Return the distributions the running interpreter sees, by normalised name.
+
+    When a name is installed twice on ``sys.path``, the first one wins, as it
+    does for imports.
+    """
+    found: dict[str, Distribution] = {}
+    for dist in metadata.distributions():
+        raw_name = dist.metadata["Name"] if dist.metadata else None
+        if not raw_name:
+            continue
+        name = normalize(raw_name)
+        if name not in found:
+            found[name] = Distribution(name, dist.version or "", _direct_url(dist))
+    return dict(sorted(found.items()))
+
+
+def _direct_url(dist: metadata.Distribution) -> str | None:
+    """Return the PEP 610 URL of an editable, local or VCS install, else None."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        info = json.loads(text)
+        url = info["url"]
+    except (ValueError, KeyError, TypeError):
+        log.debug("unreadable direct_url.json in %s", dist.metadata["Name"])
+        return None
+    if not isinstance(url, str):
+        return None
+    vcs = info.get("vcs_info")
+    if isinstance(vcs, dict) and isinstance(vcs.get("vcs"), str):
+        url = f"{vcs['vcs']}+{url}"
+        if isinstance(vcs.get("commit_id"), str):
+            url += f"@{vcs['commit_id']}"
+    return url
+
+
+def _module_owners() -> dict[str, list[str]]:
+    """Map each top-level module to the normalised names that provide it."""
+    return {
+        module: sorted({normalize(d) for d in dists})
+        for module, dists in metadata.packages_distributions().items()
+    }
+
+
+def _requires(name: str, extras: frozenset[str] = frozenset()) -> list[str]:
+    """Names a distribution depends on (its base requirements plus ``extras``)."""
+    try:
+        lines = metadata.requires(name) or []
+    except metadata.PackageNotFoundError:
+        return []
+    names = []
+    for line in lines:
+        requirement, _, marker = line.partition(";")
+        extra = _EXTRA_MARKER.search(marker)
+        if extra and extra.group(1) not in extras:
+            continue
+        match = _NAME.match(requirement)
+        if match:
+            names.append(normalize(match.group(1)))
+    return names
+
+
+def _snapkit_closure() -> set[str]:
+    """snapkit and every distribution it pulls in, transitively."""
+    seen = {"snapkit"}
+    todo = _requires("snapkit", _OWN_EXTRAS)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_requires(name))
+    return seen
+
+
+# -- capture -----------------------------------------------------------------
+
+
+def collect(
+    object_modules: Iterable[str], session_modules: Iterable[str] | None = None
+) -> Libraries:
+    """Record the interpreter, the installed and the required distributions.
+
+    ``object_modules`` are the modules the captured pickles reference, as
+    module names or ``module:qualname`` entries. ``session_modules`` defaults
+    to the top-level modules in ``sys.modules`` that belong to a distribution
+    other than snapkit and its own dependencies (see the module docstring).
+    """
+    dists = installed()
+    owners = _module_owners()
+
+    if session_modules is None:
+        own = _snapkit_closure()
+        session = {
+            module
+            for module in _tops(sys.modules)
+            if module in owners
+            and not module.startswith("_")
+            and not set(owners[module]) <= own
+        }
+    else:
+        session = _tops(session_modules)
+
+    required: set[str] = set()
+    for module in _tops(object_modules) | session:
+        required.update(owners.get(module, ()))
+
+    libraries = Libraries(
+        python_version=platform.python_version(),
+        implementation=platform.python_implementation(),
+        platform=platform.platform(),
+        machine=platform.machine(),
+        cloudpickle_version=str(cloudpickle.__version__),
+        snapkit_version=snapkit.__version__,
+        distributions=list(dists.values()),
+        required=sorted(required & dists.keys()),
+        session_modules=sorted(session),
+    )
+    log.info(
+        "libraries: %d distributions installed, %d required",
+        len(libraries.distributions),
+        len(libraries.required),
+    )
+    return libraries
+
+
+def _tops(modules: Iterable[str]) -> set[str]:
+    tops = {m.partition(":")[0].partition(".")[0] for m in modules}
+    return tops - {"", "__main__"}
+
+
+# -- load --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    """One difference between the recorded and the running environment.
+
+    ``kind`` is ``python`` (another minor version or implementation),
+    ``missing`` (a required distribution is not installed), ``version`` (a
+    required distribution has another version) or ``other`` (a distribution
+    the objects do not need differs: for information only).
+    """
+
+    kind: str
+    name: str
+    recorded: str
+    running: str
+
+    @property
+    def severity(self) -> str:
+        return {"missing": "error", "other": "info"}.get(self.kind, "warning")
+
+
+@dataclass
+class EnvReport:
+    """The result of :func:`check_environment`."""
+
+    rows: list[EnvRow] = field(default_factory=list)
+    #: Distribution name -> requirement to install (``name==version``, URL).
+    fixes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every required distribution is installed."""
+        return not any(r.severity == "error" for r in self.rows)
+
+    @property
+    def warnings(self) -> list[EnvRow]:
+        return [r for r in self.rows if r.severity == "warning"]
+
+    def render(self, *, include_info: bool = False) -> str:
+        """Return an aligned text table of the differences."""
+        order = {"error": 0, "warning": 1, "info": 2}
+        shown = sorted(
+            (r for r in self.rows if include_info or r.severity != "info"),
+            key=lambda r: order[r.severity],
+        )
+        hidden = len(self.rows) - len(shown)
+        if not shown:
+            text = "environment matches the snapshot"
+            if hidden:
+                text += f" ({hidden} unneeded distributions differ)"
+            return text
+
+        table = [("", "kind", "name", "recorded", "running")]
+        marks = {"error": "!!", "warning": "~~", "info": "  "}
+        table += [
+            (marks[r.severity], r.kind, r.name, r.recorded or "-", r.running or "-")
+            for r in shown
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        lines = [
+            "  ".join(
+                cell.ljust(w) for cell, w in zip(row, widths, strict=True)
+            ).rstrip()
+            for row in table
+        ]
+        if hidden:
+            lines.append(f"(and {hidden} unneeded distributions that differ)")
+        return "\n".join(lines)
+
+    def pip_line(self) -> str:
+        """Return the pip command installing what is missing or mismatched."""
+        if not self.fixes:
+            return ""
+        quoted = (_quote(req) for _, req in sorted(self.fixes.items()))
+        return "pip install " + " ".join(quoted)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def check_environment(recorded: Libraries, *, strict: bool = True) -> EnvReport:
+    """Compare the libraries recorded at capture with the running interpreter.
+
+    Missing required distributions raise
+    :class:`~snapkit.errors.EnvironmentMismatchError` (with the table and the
+    pip line) when ``strict``; otherwise, and for version differences, the
+    report is returned and each problem is logged as a WARNING.
+    """
+    running = installed()
+    recorded_dists = {d.name: d for d in recorded.distributions}
+    report = EnvReport()
+
+    running_python = platform.python_version()
+    if recorded.python_version and _minor(recorded.python_version) != _minor(
+        running_python
+    ):
+        report.rows.append(
+            EnvRow("python", "python", recorded.python_version, running_python)
+        )
+    running_impl = platform.python_implementation()
+    if recorded.implementation and recorded.implementation != running_impl:
+        report.rows.append(
+            EnvRow("python", "implementation", recorded.implementation, running_impl)
+        )
+
+    required = {normalize(n) for n in recorded.required}
+    for name in sorted(required):
+        want = recorded_dists.get(name)
+        have = running.get(name)
+        want_version = want.version if want else ""
+        if have is None:
+            report.rows.append(EnvRow("missing", name, want_version, ""))
+        elif want_version and have.version != want_version:
+            report.rows.append(EnvRow("version", name, want_version, have.version))
+        else:
+            continue
+        report.fixes[name] = _requirement(want) if want else name
+
+    for name, want in sorted(recorded_dists.items()):
+        if name in required:
+            continue
+        have = running.get(name)
+        if have is None or have.version != want.version:
+            report.rows.append(
+                EnvRow("other", name, want.version, have.version if have else "")
+            )
+
+    _log(report)
+    if strict and not report.ok:
+        raise EnvironmentMismatchError(
+            "the running interpreter lacks libraries the snapshot's objects need:"
+            f"\n{report.render()}\nInstall them with:\n  {report.pip_line()}\n"
+            "or pass strict=False (CLI: --no-strict) to load anyway"
+        )
+    return report
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _log(report: EnvReport) -> None:
+    for row in report.rows:
+        if row.severity == "info":
+            continue
+        log.warning(
+            "environment: %s %s recorded %s, running %s",
+            row.kind,
+            row.name,
+            row.recorded or "-",
+            row.running or "not installed",
+        )
+
+
+# -- requirements ------------------------------------------------------------
+
+
+def _requirement(dist: Distribution) -> str:
+    """One requirement line: a pin, or a PEP 508 direct reference.
+
+    ``file:`` URLs point into the capturing machine, so they become a pin with
+    the path as a comment rather than a reference pip cannot follow elsewhere.
+    """
+    if dist.url and not dist.url.startswith("file:"):
+        return f"{dist.name} @ {dist.url}"
+    if dist.version:
+        return f"{dist.name}=={dist.version}"
+    return dist.name
+
+
+def requirements_txt(libraries: Libraries) -> str:
+    """Return a pinned requirements file of the required distributions.
+
+    The header states the Python it was recorded with; callers add lines about
+    the snapshot above it.
+    """
+    by_name: Mapping[str, Distribution] = {d.name: d for d in libraries.distributions}
+    lines = [
+        f"# Python {libraries.python_version} ({libraries.implementation}) "
+        f"on {libraries.platform}",
+    ]
+    for name in sorted({normalize(n) for n in libraries.required}):
+        dist = by_name.get(name)
+        if dist is None:
+            lines.append(f"{name}  # version not recorded")
+            continue
+        line = _requirement(dist)
+        if dist.url and dist.url.startswith("file:"):
+            line += f"  # installed from {dist.url}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
