@@ -1,0 +1,185 @@
+"""A snapshot opened from a repository: its manifest, and lazy access to objects.
+
+:func:`open` is the entry point. Reading an object with :meth:`Snapshot.load`
+reads only that object's blobs, verifies each one, checks the recorded
+environment against the running one, lists what the pickle imports (without
+unpickling it), and only then unpickles it: loading a pickle runs code from
+the snapshot, so load only snapshots you trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from snapkit.errors import NotFoundError, UsageError
+from snapkit.store.archive import Archive
+from snapkit.store.chunker import BlobReader
+from snapkit.store.local import LocalStore
+from snapkit.store.repository import Repository
+from snapkit.workspace import libraries as libs
+from snapkit.workspace import objects as objs
+from snapkit.workspace.manifest import Manifest, ObjectEntry
+
+__all__ = ["Snapshot", "open", "open_repository"]
+
+log = logging.getLogger(__name__)
+
+Source = str | os.PathLike[str] | Repository
+
+
+def open_repository(
+    target: str | os.PathLike[str], mode: str = "r", create: bool = False
+) -> Repository:
+    """Open an archive (``*.snap`` or any file) or a local store directory."""
+    path = Path(target)
+    if path.is_dir():
+        return LocalStore(path, create=create)
+    if mode == "r" and not path.exists():
+        raise NotFoundError(
+            f"{path} does not exist; give the path of a .snap archive or a "
+            "snapkit store folder"
+        )
+    return Archive(path, "a" if mode != "r" else "r")
+
+
+class Snapshot:
+    """One snapshot in one repository. Closing it closes the repository
+    only if :func:`open` opened it."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        manifest: Manifest,
+        snapshot_id: str | None = None,
+        owns_repository: bool = False,
+    ) -> None:
+        self.repository = repository
+        self.manifest = manifest
+        self.id = snapshot_id or manifest.id
+        self._owns = owns_repository
+        self._env_checked = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Snapshot {self.id[:12]} {self.manifest.name!r} "
+            f"objects={len(self.manifest.objects)} files={len(self.manifest.files)} "
+            f"in {self.repository.where}>"
+        )
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def objects(self) -> list[str]:
+        """Names of the captured objects."""
+        return [o.name for o in self.manifest.objects]
+
+    def _entry(self, name: str) -> ObjectEntry:
+        entry = self.manifest.object(name)
+        if entry is None:
+            raise NotFoundError(
+                f"snapshot {self.id[:12]} has no object {name!r}; it holds "
+                f"{', '.join(self.objects) or 'no objects'}"
+            )
+        return entry
+
+    def read_object(self, name: str) -> tuple[bytes, list[bytearray]]:
+        """Return the verified pickle stream and buffers of ``name``, unloaded."""
+        entry = self._entry(name)
+        with BlobReader(self.repository) as reader:
+            where = f"snapshot {self.id[:12]} object {name}"
+            stream = bytes(reader.read(entry.pickle, where))
+            buffers = [reader.read(b, where) for b in entry.buffers]
+        return stream, buffers
+
+    def imports(self, name: str) -> list[str]:
+        """What loading ``name`` would import, read from its pickle opcodes."""
+        stream, _ = self.read_object(name)
+        return objs.scan_imports(stream)
+
+    def check_environment(self, strict: bool = True) -> libs.EnvReport:
+        """Compare recorded and running libraries; raise if required ones lack."""
+        report = libs.check_environment(self.manifest.libraries, strict=strict)
+        self._env_checked = True
+        return report
+
+    def load(self, name: str, strict: bool = True) -> Any:
+        """Unpickle one object, reading only its blobs. Runs code: trust first."""
+        if not self._env_checked:
+            self.check_environment(strict=strict)
+        stream, buffers = self.read_object(name)
+        log.info(
+            "loading object %s from snapshot %s; its pickle imports: %s",
+            name,
+            self.id[:12],
+            ", ".join(objs.scan_imports(stream)) or "nothing",
+        )
+        return objs.load_object(name, stream, [memoryview(b) for b in buffers])
+
+    def load_all(
+        self, names: list[str] | None = None, strict: bool = True
+    ) -> dict[str, Any]:
+        """Unpickle several objects (all by default) into a new dict."""
+        chosen = self.objects if names is None else names
+        for n in chosen:
+            self._entry(n)
+        return {n: self.load(n, strict=strict) for n in chosen}
+
+    def close(self) -> None:
+        if self._owns:
+            self.repository.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open(source: Source | Snapshot, snapshot_id: str | None = None) -> Snapshot:
+    """Open a snapshot from an archive path, store folder or repository.
+
+    ``snapshot_id`` may be a unique prefix; without it the archive or
+    repository must hold exactly one snapshot, or the newest is taken when
+    ``source`` is a path ending in ``#latest``. A path may also carry the id
+    after ``#`` (``iris.snap#3fa2``).
+    """
+    if isinstance(source, Snapshot):
+        return source
+    owns = False
+    if isinstance(source, Repository):
+        repo = source
+    else:
+        text = os.fspath(source)
+        if "#" in text and snapshot_id is None:
+            text, snapshot_id = text.rsplit("#", 1)
+        repo = open_repository(text)
+        owns = True
+    try:
+        if snapshot_id is None or snapshot_id == "latest":
+            infos = repo.snapshots()
+            if not infos:
+                raise NotFoundError(f"{repo.where} holds no snapshot")
+            if len(infos) > 1 and snapshot_id is None:
+                listing = ", ".join(f"{i.id[:12]} ({i.name})" for i in infos[-5:])
+                raise UsageError(
+                    f"{repo.where} holds {len(infos)} snapshots; say which one "
+                    f"(e.g. PATH#ID or PATH#latest): {listing}"
+                )
+            snapshot_id = infos[-1].id
+        manifest = repo.snapshot(snapshot_id)
+    except BaseException:
+        if owns:
+            repo.close()
+        raise
+    return Snapshot(repo, manifest, manifest.id, owns_repository=owns)
