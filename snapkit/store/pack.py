@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import threading
 from dataclasses import dataclass
@@ -162,6 +163,12 @@ class PackReader:
             ) from exc
         self._lock = threading.Lock()
         try:
+            # os.open succeeds on a directory on Linux; only pread fails.
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise FormatError(
+                    f"{where} is not a regular file, so not a snapkit "
+                    f"{_KIND_NAMES[kind]}; check the path"
+                )
             self.blobs, self.snapshots = self._open(kind)
         except BaseException:
             os.close(self._fd)
