@@ -1,0 +1,135 @@
+"""Talking to a snapkit server: the client and the blob record format.
+
+The client itself lives in :mod:`snapkit.remote.client` (it needs httpx, from
+the ``client`` extra). This module holds only what both ends share and needs
+nothing beyond the standard library: the record format of blob uploads and
+batch downloads.
+
+A blob body (``application/octet-stream``) is a sequence of records, each::
+
+    [32-byte binary blob id][1-byte codec][8-byte big-endian raw size]
+    [8-byte big-endian stored length][stored bytes]
+
+The id is the SHA-256 of the uncompressed bytes, the codec is a
+:class:`~snapkit.store.codec.Codec` value, and the stored bytes are exactly
+what a repository keeps (a zstd frame or the raw bytes). An empty body holds
+no records. A body that ends inside a record is malformed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from snapkit.errors import FormatError
+from snapkit.store.codec import MAX_BLOB_SIZE, Codec
+from snapkit.store.repository import StoredBlob
+
+if TYPE_CHECKING:
+    from snapkit.remote.client import Client
+
+__all__ = [
+    "HEADER_SIZE",
+    "Client",
+    "RecordParser",
+    "encode_record",
+    "encode_records",
+    "iter_records",
+]
+
+_HEADER = struct.Struct(">32sBQQ")
+#: Bytes before each record's stored bytes.
+HEADER_SIZE = _HEADER.size
+
+
+def encode_record(blob: StoredBlob) -> bytes:
+    """Return the header of one record followed by its stored bytes."""
+    header = _HEADER.pack(
+        bytes.fromhex(blob.id), int(blob.codec), blob.raw_size, len(blob.data)
+    )
+    return header + blob.data
+
+
+def encode_records(blobs: Iterable[StoredBlob]) -> bytes:
+    """Return a whole body holding ``blobs`` in order."""
+    return b"".join(encode_record(blob) for blob in blobs)
+
+
+class RecordParser:
+    """Turns a byte stream into blobs as the bytes arrive.
+
+    Feed it chunks of any size; it returns each record once its last byte has
+    arrived. It checks the shape of each header (known codec, sizes under
+    the blob ceiling, stored bytes no larger than the raw size allows) but
+    not the content: the caller verifies each blob against its id.
+    """
+
+    def __init__(self, where: str = "blob upload") -> None:
+        self.where = where
+        self._buf = bytearray()
+        self._pos = 0
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> list[StoredBlob]:
+        self._buf += chunk
+        out: list[StoredBlob] = []
+        while True:
+            blob = self._next()
+            if blob is None:
+                break
+            out.append(blob)
+        # Drop consumed bytes once they are a good share of the buffer.
+        if self._pos and self._pos * 2 >= len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        return out
+
+    def close(self) -> None:
+        """Raise FormatError if the stream ended inside a record."""
+        left = len(self._buf) - self._pos
+        if left:
+            raise FormatError(
+                f"{self.where}: body ends inside record {self.records} "
+                f"({left} bytes left over); the upload was cut short, send it again"
+            )
+
+    def _next(self) -> StoredBlob | None:
+        available = len(self._buf) - self._pos
+        if available < HEADER_SIZE:
+            return None
+        raw_id, codec, raw_size, stored_len = _HEADER.unpack_from(self._buf, self._pos)
+        blob_id = raw_id.hex()
+        if codec not in (Codec.RAW, Codec.ZSTD):
+            raise FormatError(
+                f"{self.where}: record {self.records} (blob {blob_id}) has unknown "
+                f"codec {codec}; expected 0 (raw) or 1 (zstd)"
+            )
+        if raw_size > MAX_BLOB_SIZE or stored_len > max(raw_size, 64) + 1024:
+            raise FormatError(
+                f"{self.where}: record {self.records} (blob {blob_id}) declares "
+                f"{raw_size} raw / {stored_len} stored bytes, over the ceiling"
+            )
+        if available < HEADER_SIZE + stored_len:
+            return None
+        start = self._pos + HEADER_SIZE
+        data = bytes(self._buf[start : start + stored_len])
+        self._pos = start + stored_len
+        self.records += 1
+        return StoredBlob(blob_id, Codec(codec), raw_size, data)
+
+
+def iter_records(body: bytes, where: str = "blob body") -> Iterator[StoredBlob]:
+    """Yield every blob of a complete body."""
+    parser = RecordParser(where)
+    yield from parser.feed(body)
+    parser.close()
+
+
+def __getattr__(name: str) -> Any:
+    # `from snapkit.remote import Client` without importing httpx eagerly.
+    if name == "Client":
+        from snapkit.remote.client import Client
+
+        return Client
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

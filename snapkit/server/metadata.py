@@ -1,0 +1,436 @@
+"""The server's metadata: users, tokens, blob ownership and snapshots.
+
+Blob *content* lives once in the shared pack storage (:mod:`.storage`); this
+database records who may reach it. Every query that touches a blob or a
+snapshot is scoped to one user, so another user's rows are invisible by
+construction rather than by a check that could be forgotten.
+
+:class:`Metadata` is the interface the app uses; :class:`SQLiteMetadata` is
+the embedded implementation (WAL journal, ``synchronous=FULL`` so a commit
+that returned survives a power cut). A PostgreSQL implementation only needs
+the same methods.
+
+Ordering contract (promise "nothing half-written"): callers record blob
+ownership only after the blob is durable in storage, and
+:meth:`Metadata.add_snapshot` re-checks ownership of every blob inside the
+same transaction that inserts the snapshot.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = [
+    "Metadata",
+    "SQLiteMetadata",
+    "SnapshotRow",
+    "TokenRow",
+    "open_metadata",
+]
+
+#: SQLite limits host parameters per statement; stay well under the default.
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A stored token: its public id, owner, and the SHA-256 of its secret."""
+
+    token_id: str
+    user_id: int
+    user_name: str
+    secret_hash: bytes
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One user's snapshot as listed, without its manifest bytes."""
+
+    id: str
+    name: str
+    created: str
+    tags: list[str]
+    raw_size: int
+    objects: int
+    files: int
+    committed: str
+
+
+class Metadata(abc.ABC):
+    """What the app needs from a metadata database."""
+
+    # -- users and tokens --------------------------------------------------
+
+    @abc.abstractmethod
+    def add_user(self, name: str) -> int:
+        """Create a user (or return the existing one's id)."""
+
+    @abc.abstractmethod
+    def add_token(self, user_id: int, token_id: str, secret_hash: bytes) -> None:
+        """Record a token by its public id and the hash of its secret."""
+
+    @abc.abstractmethod
+    def token(self, token_id: str) -> TokenRow | None:
+        """Return the token with this public id, or None."""
+
+    # -- blobs -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def owned_sizes(self, user_id: int, ids: Sequence[str]) -> dict[str, int]:
+        """Return the stored size of each of ``ids`` that the user owns."""
+
+    @abc.abstractmethod
+    def add_blobs(self, user_id: int, sizes: dict[str, int]) -> None:
+        """Record ownership of durable blobs, all in one transaction."""
+
+    # -- snapshots ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_snapshot(
+        self, user_id: int, row: SnapshotRow, manifest: bytes, blob_ids: set[str]
+    ) -> list[str]:
+        """Insert a snapshot if the user owns every blob in ``blob_ids``.
+
+        Returns the sorted ids the user does not own (and inserts nothing)
+        when there are any. Inserting an existing snapshot again is a no-op.
+        """
+
+    @abc.abstractmethod
+    def snapshot_ids(self, user_id: int, prefix: str) -> list[str]:
+        """Return up to a few of the user's snapshot ids starting with ``prefix``."""
+
+    @abc.abstractmethod
+    def snapshot(self, user_id: int, snapshot_id: str) -> SnapshotRow | None:
+        """Return one of the user's snapshots by full id."""
+
+    @abc.abstractmethod
+    def manifest(self, user_id: int, snapshot_id: str) -> bytes | None:
+        """Return the manifest bytes of one of the user's snapshots."""
+
+    @abc.abstractmethod
+    def list_snapshots(
+        self,
+        user_id: int,
+        *,
+        name: str | None = None,
+        tag: str | None = None,
+        since: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[SnapshotRow]:
+        """Return the user's snapshots oldest first.
+
+        ``after`` is the ``(created, id)`` of the last row of the previous
+        page; ``since`` keeps snapshots created at or after an ISO time.
+        """
+
+    @abc.abstractmethod
+    def remove_snapshot(self, user_id: int, snapshot_id: str) -> bool:
+        """Delete one of the user's snapshots; return whether it existed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; safe to call twice."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    created  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id     TEXT PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    secret_hash  BLOB NOT NULL,
+    created      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    blob_id      TEXT NOT NULL,
+    stored_size  INTEGER NOT NULL,
+    recorded     TEXT NOT NULL,
+    PRIMARY KEY (user_id, blob_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    id         TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created    TEXT NOT NULL,
+    tags       TEXT NOT NULL,
+    raw_size   INTEGER NOT NULL,
+    objects    INTEGER NOT NULL,
+    files      INTEGER NOT NULL,
+    committed  TEXT NOT NULL,
+    manifest   BLOB NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (user_id, created, id);
+CREATE TABLE IF NOT EXISTS snapshot_tags (
+    user_id      INTEGER NOT NULL,
+    snapshot_id  TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    PRIMARY KEY (user_id, tag, snapshot_id)
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = "id, name, created, tags, raw_size, objects, files, committed"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def _row(values: Sequence[object]) -> SnapshotRow:
+    sid, name, created, tags, raw, objects, files, committed = values
+    return SnapshotRow(
+        id=str(sid),
+        name=str(name),
+        created=str(created),
+        tags=list(json.loads(str(tags))),
+        raw_size=int(str(raw)),
+        objects=int(str(objects)),
+        files=int(str(files)),
+        committed=str(committed),
+    )
+
+
+class SQLiteMetadata(Metadata):
+    """Metadata in one SQLite file, safe to share between threads.
+
+    One connection serialised by a lock: the embedded server is one process
+    and every statement is short, so a pool would buy little.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._db is None:
+                raise RuntimeError(f"metadata database {self.path} is closed")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- users and tokens --------------------------------------------------
+
+    def add_user(self, name: str) -> int:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)",
+                (name, _now()),
+            )
+            (user_id,) = db.execute(
+                "SELECT id FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        return int(user_id)
+
+    def add_token(self, user_id: int, token_id: str, secret_hash: bytes) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO tokens (token_id, user_id, secret_hash, created) "
+                "VALUES (?, ?, ?, ?)",
+                (token_id, user_id, secret_hash, _now()),
+            )
+
+    def token(self, token_id: str) -> TokenRow | None:
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT t.token_id, t.user_id, u.name, t.secret_hash "
+                "FROM tokens t JOIN users u ON u.id = t.user_id "
+                "WHERE t.token_id = ?",
+                (token_id,),
+            ).fetchone()
+        if found is None:
+            return None
+        return TokenRow(str(found[0]), int(found[1]), str(found[2]), bytes(found[3]))
+
+    # -- blobs -------------------------------------------------------------
+
+    def owned_sizes(self, user_id: int, ids: Sequence[str]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        with self._transaction() as db:
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                sizes.update(
+                    db.execute(
+                        "SELECT blob_id, stored_size FROM blobs "
+                        f"WHERE user_id = ? AND blob_id IN ({marks})",
+                        (user_id, *part),
+                    ).fetchall()
+                )
+        return sizes
+
+    def add_blobs(self, user_id: int, sizes: dict[str, int]) -> None:
+        now = _now()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO blobs (user_id, blob_id, stored_size, recorded) "
+                "VALUES (?, ?, ?, ?)",
+                [(user_id, bid, size, now) for bid, size in sizes.items()],
+            )
+
+    # -- snapshots ---------------------------------------------------------
+
+    def add_snapshot(
+        self, user_id: int, row: SnapshotRow, manifest: bytes, blob_ids: set[str]
+    ) -> list[str]:
+        wanted = sorted(blob_ids)
+        with self._transaction() as db:
+            owned: set[str] = set()
+            for part in _chunks(wanted):
+                marks = ",".join("?" * len(part))
+                owned.update(
+                    bid
+                    for (bid,) in db.execute(
+                        f"SELECT blob_id FROM blobs WHERE user_id = ? "
+                        f"AND blob_id IN ({marks})",
+                        (user_id, *part),
+                    )
+                )
+            absent = [bid for bid in wanted if bid not in owned]
+            if absent:
+                return absent
+            inserted = db.execute(
+                f"INSERT OR IGNORE INTO snapshots (user_id, {_COLUMNS}, manifest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    row.id,
+                    row.name,
+                    row.created,
+                    json.dumps(row.tags),
+                    row.raw_size,
+                    row.objects,
+                    row.files,
+                    row.committed,
+                    manifest,
+                ),
+            ).rowcount
+            if inserted:
+                db.executemany(
+                    "INSERT OR IGNORE INTO snapshot_tags (user_id, snapshot_id, tag) "
+                    "VALUES (?, ?, ?)",
+                    [(user_id, row.id, tag) for tag in row.tags],
+                )
+        return []
+
+    def snapshot_ids(self, user_id: int, prefix: str) -> list[str]:
+        # The prefix is hex-checked by the caller; LIKE would treat % and _
+        # specially, so a range query on the primary key is used instead.
+        upper = prefix + "g"
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT id FROM snapshots WHERE user_id = ? AND id >= ? AND id < ? "
+                "ORDER BY id LIMIT 6",
+                (user_id, prefix, upper),
+            ).fetchall()
+        return [str(sid) for (sid,) in found]
+
+    def snapshot(self, user_id: int, snapshot_id: str) -> SnapshotRow | None:
+        with self._transaction() as db:
+            found = db.execute(
+                f"SELECT {_COLUMNS} FROM snapshots WHERE user_id = ? AND id = ?",
+                (user_id, snapshot_id),
+            ).fetchone()
+        return None if found is None else _row(found)
+
+    def manifest(self, user_id: int, snapshot_id: str) -> bytes | None:
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT manifest FROM snapshots WHERE user_id = ? AND id = ?",
+                (user_id, snapshot_id),
+            ).fetchone()
+        return None if found is None else bytes(found[0])
+
+    def list_snapshots(
+        self,
+        user_id: int,
+        *,
+        name: str | None = None,
+        tag: str | None = None,
+        since: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[SnapshotRow]:
+        where = ["s.user_id = ?"]
+        params: list[object] = [user_id]
+        if name is not None:
+            where.append("s.name = ?")
+            params.append(name)
+        if tag is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM snapshot_tags t WHERE t.user_id = s.user_id "
+                "AND t.snapshot_id = s.id AND t.tag = ?)"
+            )
+            params.append(tag)
+        if since is not None:
+            where.append("s.created >= ?")
+            params.append(since)
+        if after is not None:
+            where.append("(s.created > ? OR (s.created = ? AND s.id > ?))")
+            params.extend([after[0], after[0], after[1]])
+        columns = ", ".join(f"s.{c.strip()}" for c in _COLUMNS.split(","))
+        query = (
+            f"SELECT {columns} FROM snapshots s WHERE {' AND '.join(where)} "
+            "ORDER BY s.created, s.id LIMIT ?"
+        )
+        with self._transaction() as db:
+            found = db.execute(query, (*params, limit)).fetchall()
+        return [_row(values) for values in found]
+
+    def remove_snapshot(self, user_id: int, snapshot_id: str) -> bool:
+        with self._transaction() as db:
+            gone = db.execute(
+                "DELETE FROM snapshots WHERE user_id = ? AND id = ?",
+                (user_id, snapshot_id),
+            ).rowcount
+            db.execute(
+                "DELETE FROM snapshot_tags WHERE user_id = ? AND snapshot_id = ?",
+                (user_id, snapshot_id),
+            )
+        return bool(gone)
+
+
+def open_metadata(data_dir: str | Path) -> Metadata:
+    """Open (creating) the embedded metadata database under ``data_dir``."""
+    root = Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return SQLiteMetadata(root / "metadata.sqlite3")
+
