@@ -53,6 +53,10 @@ def unpack(data: bytes | memoryview, where: str, max_size: int = MAX_DOCUMENT) -
             max_map_len=MAX_ITEMS,
             max_ext_len=0,
         )
+    except msgpack.StackError as exc:
+        raise FormatError(
+            f"{where}: msgpack nesting deeper than the decoder's stack"
+        ) from exc
     except msgpack.ExtraData as exc:
         raise FormatError(
             f"{where}: trailing bytes after the msgpack document"
@@ -75,6 +79,13 @@ def _check_depth(value: Any, where: str) -> None:
         if isinstance(item, list):
             stack.extend((x, depth + 1) for x in item if isinstance(x, (list, dict)))
         elif isinstance(item, dict):
+            # strict_map_key still lets bytes keys through; snapkit writes
+            # only str keys, and other languages' readers expect them.
+            for key in item:
+                if not isinstance(key, str):
+                    raise FormatError(
+                        f"{where}: msgpack map key {key!r:.60} is not a string"
+                    )
             stack.extend(
                 (x, depth + 1) for x in item.values() if isinstance(x, (list, dict))
             )
