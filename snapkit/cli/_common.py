@@ -1,0 +1,93 @@
+"""Pieces every command shares: options, output, and naming a snapshot.
+
+A snapshot is named on the command line by one SOURCE string:
+
+* ``PATH.snap`` — an archive holding one snapshot (or ``PATH.snap#ID``,
+  ``PATH.snap#latest``);
+* ``DIR#ID`` or ``DIR`` — a local store folder;
+* ``ID`` — a snapshot on the server from ``snapkit login`` / ``SNAPKIT_URL``,
+  when no file of that name exists and it is at least 4 hex digits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from snapkit.errors import UsageError
+from snapkit.snapshot import Snapshot
+from snapkit.snapshot import open as open_snapshot
+
+__all__ = [
+    "echo_json",
+    "human_size",
+    "is_server_id",
+    "json_option",
+    "open_source",
+    "quiet_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HEX_ID = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def json_option(f: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON."
+    )(f)
+
+
+def quiet_option(f: F) -> F:
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Print nothing but errors and results."
+    )(f)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def human_size(n: float) -> str:
+    """Format a byte count with binary units: 1.5 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def is_server_id(spec: str) -> bool:
+    """Whether ``spec`` names a server snapshot rather than a local path."""
+    return bool(_HEX_ID.match(spec.lower())) and not os.path.exists(spec)
+
+
+def open_source(spec: str) -> Snapshot:
+    """Open the snapshot a SOURCE string names (see the module docstring)."""
+    if is_server_id(spec):
+        try:
+            from snapkit.remote.client import Client
+        except ImportError as exc:
+            raise UsageError(
+                f"{spec!r} is not a file, and reading server snapshots needs the "
+                "client extra: pip install 'snapkit[client]'"
+            ) from exc
+        return open_snapshot(Client(), spec)
+    path = spec.split("#", 1)[0]
+    if not Path(path).exists():
+        raise UsageError(
+            f"{path!r} is neither an archive, a store folder nor a snapshot id; "
+            "check the path, or `snapkit ls` for server snapshots"
+        )
+    return open_snapshot(spec)
+
+
+def progress_enabled(quiet: bool, as_json: bool) -> bool:
+    return not quiet and not as_json and sys.stderr.isatty()

@@ -1,0 +1,237 @@
+"""``snapkit create``: capture a workspace into a snapshot."""
+
+from __future__ import annotations
+
+import logging
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from snapkit.capture import CaptureReport, capture
+from snapkit.cli._common import echo_json, human_size, json_option, quiet_option
+from snapkit.errors import ObjectError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+def run_script(script: Path, argv: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run ``script`` as ``__main__`` in a fresh namespace; return its globals."""
+    if not script.is_file():
+        raise UsageError(f"--run {script}: no such script")
+    old_argv, old_path = sys.argv, list(sys.path)
+    sys.argv = [str(script), *argv]
+    sys.path.insert(0, str(script.parent.resolve()))
+    try:
+        return runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise ObjectError(
+                f"--run {script} exited with status {exc.code}; fix the script "
+                "before capturing its globals"
+            ) from exc
+        raise ObjectError(
+            f"--run {script} called sys.exit() before its globals could be kept"
+        ) from exc
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@click.command("create")
+@click.argument(
+    "root", required=False, type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(path_type=Path),
+    help="Archive to write (created, or the snapshot is added to it).",
+)
+@click.option("--name", help="Snapshot name (default: the folder name).")
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot; repeatable.")
+@click.option(
+    "--exclude",
+    "file_exclude",
+    multiple=True,
+    help="Leave out files matching this gitignore pattern; repeatable.",
+)
+@click.option(
+    "--include",
+    "file_include",
+    multiple=True,
+    help="Keep files matching this pattern even if a rule drops them.",
+)
+@click.option(
+    "--allow-secrets",
+    is_flag=True,
+    help="Capture files that look like secrets (.env, *.pem, ...).",
+)
+@click.option("--no-files", is_flag=True, help="Capture objects only.")
+@click.option(
+    "--run",
+    "script",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run this script and capture its globals.",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    help="With --run: the globals to capture (comma-separated).",
+)
+@click.option(
+    "--for",
+    "entrypoint",
+    help="With --run: keep exactly the globals SCRIPT:FUNCTION uses.",
+)
+@click.option("--exclude-object", multiple=True, help="Global names to leave out.")
+@click.option(
+    "--skip-unpicklable",
+    is_flag=True,
+    help="Skip objects that will not pickle instead of failing.",
+)
+@click.option(
+    "--level",
+    type=click.IntRange(1, 22),
+    default=3,
+    show_default=True,
+    help="zstd compression level.",
+)
+@click.option("--push", is_flag=True, help="Capture straight to the server.")
+@click.option(
+    "--dry-run", is_flag=True, help="Measure what would be captured; write nothing."
+)
+@json_option
+@quiet_option
+def command(
+    root: Path | None,
+    output: Path | None,
+    name: str | None,
+    tags: tuple[str, ...],
+    file_exclude: tuple[str, ...],
+    file_include: tuple[str, ...],
+    allow_secrets: bool,
+    no_files: bool,
+    script: Path | None,
+    keep: tuple[str, ...],
+    entrypoint: str | None,
+    exclude_object: tuple[str, ...],
+    skip_unpicklable: bool,
+    level: int,
+    push: bool,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Capture ROOT (default: the current folder) into a snapshot.
+
+    \b
+    Examples:
+      snapkit create -o iris.snap
+      snapkit create fixtures/iris --run train.py --keep model,iris -o iris.snap
+      snapkit create --dry-run
+    """
+    targets = sum(bool(x) for x in (output, push, dry_run))
+    if targets != 1:
+        raise UsageError(
+            "say where the snapshot goes: -o FILE.snap, --push, or --dry-run "
+            "(exactly one)"
+        )
+    if (keep or entrypoint) and script is None:
+        raise UsageError("--keep and --for need --run SCRIPT")
+    namespace: dict[str, Any] | None = None
+    include: list[str] | None = None
+    if script is not None:
+        namespace = run_script(script)
+        include = _split(keep) or None
+        if entrypoint is not None:
+            from snapkit.audit.entrypoint import used_globals
+
+            path, _, function = entrypoint.rpartition(":")
+            if not path or not function:
+                raise UsageError(f"--for {entrypoint!r}: expected SCRIPT:FUNCTION")
+            used = used_globals(Path(path), function)
+            include = sorted(n for n in used | {function} if n in namespace) + (
+                include or []
+            )
+
+    to: Any = output
+    if push:
+        from snapkit.remote.client import Client
+
+        to = Client()
+    report = CaptureReport()
+    snap = capture(
+        namespace=namespace,
+        include=include,
+        exclude=_split(exclude_object),
+        files=None if no_files else (root or Path(".")),
+        file_exclude=file_exclude,
+        file_include=file_include,
+        allow_secrets=allow_secrets,
+        name=name,
+        tags=tags,
+        to=to,
+        dry_run=dry_run,
+        level=level,
+        on_unpicklable="skip" if skip_unpicklable else "raise",
+        report=report,
+    )
+    m = snap.manifest
+    stored = sum(o.stored_size for o in m.objects) + sum(f.stored_size for f in m.files)
+    if as_json:
+        echo_json(
+            {
+                "id": snap.id,
+                "name": m.name,
+                "dry_run": dry_run,
+                "repository": snap.repository.where,
+                "objects": [
+                    {
+                        "name": o.name,
+                        "type": o.type,
+                        "raw_size": o.raw_size,
+                        "stored_size": o.stored_size,
+                    }
+                    for o in m.objects
+                ],
+                "files": len(m.files),
+                "files_from_cache": report.files_from_cache,
+                "raw_size": m.raw_size,
+                "stored_size": stored,
+                "new_bytes": report.new_bytes,
+                "skipped": [{"name": s.name, "reason": s.reason} for s in m.skipped],
+                "secrets_left_out": report.secrets,
+                "seconds": round(report.seconds, 3),
+            }
+        )
+    elif not quiet:
+        verb = "would capture" if dry_run else f"captured {snap.id[:12]}"
+        click.echo(f"{verb} {m.name!r}: {len(m.objects)} objects, {len(m.files)} files")
+        for o in m.objects:
+            click.echo(
+                f"  object {o.name:<24} {o.type:<40} {human_size(o.raw_size):>10}"
+            )
+        if dry_run:
+            for f in m.files:
+                click.echo(f"  file   {f.path:<64} {human_size(f.size):>10}")
+        for s in m.skipped:
+            click.echo(f"  skipped {s.name}: {s.reason}", err=True)
+        for p in report.secrets:
+            click.echo(
+                f"  left out {p} (looks like a secret; --allow-secrets keeps it)",
+                err=True,
+            )
+        click.echo(
+            f"{human_size(m.raw_size)} raw, {human_size(stored)} stored"
+            + ("" if dry_run else f", {human_size(report.new_bytes)} new")
+            + f", {report.files_from_cache} files unchanged since the last capture"
+            + f", {report.seconds:.2f} s"
+        )
+    snap.close()
