@@ -19,16 +19,17 @@ The JSON form (:meth:`Diff.to_json`) is stable; its schema is documented in
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from snapkit.errors import NotFoundError, UsageError
+from snapkit.errors import UsageError
+from snapkit.snapshot import Snapshot
+from snapkit.snapshot import open as open_snapshot
 from snapkit.store.repository import Repository
 from snapkit.workspace.manifest import (
     BlobRef,
@@ -37,6 +38,9 @@ from snapkit.workspace.manifest import (
     Manifest,
     ObjectEntry,
 )
+
+if TYPE_CHECKING:
+    from snapkit.capture import CaptureReport
 
 __all__ = [
     "SCHEMA",
@@ -59,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCHEMA = "snapkit.diff/1"
+#: The file that marks a directory as a local store, not a workspace.
+STORE_MARKER = "snapkit-store"
 
 
 # -- sources -------------------------------------------------------------------
@@ -86,38 +92,37 @@ class Source:
     secrets: list[str] = field(default_factory=list)
 
 
-def _capture_module() -> Any:
-    # capture imports diff's neighbours; importing lazily keeps the import
-    # graph one-way and lets diff work on manifests alone.
-    return importlib.import_module("snapkit.capture")
-
-
-def _from_snapshot(snap: Any, label: str) -> Source:
-    repo = getattr(snap, "repository", None)
-    manifest: Manifest = snap.manifest
+def _from_snapshot(snap: Snapshot, label: str) -> Source:
     return Source(
-        manifest=manifest,
+        manifest=snap.manifest,
         label=label,
-        snapshot_id=getattr(snap, "id", None) or manifest.id,
-        repository=repo if isinstance(repo, Repository) else None,
+        snapshot_id=snap.id,
+        repository=snap.repository,
     )
 
 
+def _dry_run(**capture_options: Any) -> tuple[Manifest, CaptureReport]:
+    # Imported here: capture pulls in the chunker and the object pickler,
+    # which a diff of two manifests never needs.
+    from snapkit.capture import CaptureReport, capture
+
+    report = CaptureReport()
+    snap = capture(dry_run=True, report=report, **capture_options)
+    return snap.manifest, report
+
+
 def _live_directory(root: Path, **capture_options: Any) -> Source:
-    cap = _capture_module()
-    snap = cap.capture(files=str(root), dry_run=True, **capture_options)
-    src = _from_snapshot(snap, f"{root} (live)")
-    src.snapshot_id = None
-    src.live = True
-    src.root = root
-    src.files_only = True
-    return src
-
-
-def _open_archive(path: Path, prefix: str | None, label: str) -> Source:
-    cap = _capture_module()
-    snap = cap.open(str(path), prefix)
-    return _from_snapshot(snap, label)
+    options = {k: v for k, v in capture_options.items() if k != "include"}
+    manifest, report = _dry_run(files=root, **options)
+    return Source(
+        manifest,
+        f"{root} (live)",
+        live=True,
+        root=root,
+        files_only=True,
+        ignored=list(report.ignored),
+        secrets=list(report.secrets),
+    )
 
 
 def load_source(source: Any, **capture_options: Any) -> Source:
@@ -142,16 +147,12 @@ def load_source(source: Any, **capture_options: Any) -> Source:
             manifest, f"{repo.where}#{manifest.id[:12]}", manifest.id, repository=repo
         )
     if isinstance(source, Mapping):
-        cap = _capture_module()
-        snap = cap.capture(namespace=dict(source), dry_run=True, **capture_options)
-        src = _from_snapshot(snap, "namespace (live)")
-        src.snapshot_id = None
-        src.live = True
-        return src
+        manifest, _ = _dry_run(namespace=source, **capture_options)
+        return Source(manifest, "namespace (live)", live=True)
     if isinstance(source, (str, os.PathLike)):
         return _load_path(os.fspath(source), **capture_options)
-    if hasattr(source, "manifest"):
-        return _from_snapshot(source, getattr(source, "id", "snapshot")[:12])
+    if isinstance(source, Snapshot):
+        return _from_snapshot(source, f"{source.repository.where}#{source.id[:12]}")
     raise UsageError(
         f"cannot use {type(source).__name__} as a snapshot; give a manifest, a "
         "snapshot, an archive path, a (repository, id) pair, a directory or a "
@@ -161,20 +162,12 @@ def load_source(source: Any, **capture_options: Any) -> Source:
 
 def _load_path(text: str, **capture_options: Any) -> Source:
     path = Path(text)
-    if path.is_dir():
+    if path.is_dir() and not (path / STORE_MARKER).exists():
         return _live_directory(path, **capture_options)
-    if path.is_file():
-        return _open_archive(path, None, str(path))
-    if "#" in text:
-        base, _, prefix = text.rpartition("#")
-        if Path(base).is_file():
-            return _open_archive(Path(base), prefix, text)
+    # An archive (optionally file.snap#id-prefix or #latest) or a store folder.
     # TODO(#4): resolve bare snapshot ids against the configured server once
     # snapkit.remote exists.
-    raise NotFoundError(
-        f"no archive or directory {text!r}; give a .snap file (optionally "
-        "file.snap#id-prefix) or a workspace directory"
-    )
+    return _from_snapshot(open_snapshot(text), text)
 
 
 # -- result model ----------------------------------------------------------------
@@ -371,7 +364,7 @@ def diff_sources(sa: Source, sb: Source) -> Diff:
     compare_objects = not (sa.files_only or sb.files_only)
     objects = _diff_objects(ma.objects, mb.objects) if compare_objects else []
     files = _diff_files(ma.files, mb.files)
-    libraries = _diff_libraries(ma.libraries, mb.libraries)
+    libraries = _diff_libraries(ma.libraries, mb.libraries, compare_objects)
     totals = _totals(sa, sb, compare_objects)
     log.info(
         "diff %s -> %s: %d objects, %d files, %d distributions changed",
@@ -572,7 +565,7 @@ def compare_versions(a: str, b: str) -> int:
         return (a > b) - (a < b)
 
 
-def _diff_libraries(la: Libraries, lb: Libraries) -> LibrariesDiff:
+def _diff_libraries(la: Libraries, lb: Libraries, required: bool) -> LibrariesDiff:
     old = {d.name: d for d in la.distributions}
     new = {d.name: d for d in lb.distributions}
     changes: list[LibraryChange] = []
@@ -592,7 +585,8 @@ def _diff_libraries(la: Libraries, lb: Libraries) -> LibrariesDiff:
                 )
             elif da.version != db.version or da.url != db.url:
                 changes.append(LibraryChange(name, "changed", da.version, db.version))
-    req_a, req_b = set(la.required), set(lb.required)
+    # A live directory imports nothing, so its required set says nothing.
+    req_a, req_b = (set(la.required), set(lb.required)) if required else (set(), set())
     return LibrariesDiff(
         python_before=la.python_version,
         python_after=lb.python_version,
@@ -609,9 +603,10 @@ def blob_stored_sizes(manifest: Manifest, objects: bool = True) -> dict[str, int
     """Estimate each blob's stored size from its entry's stored total.
 
     An entry records one stored size for all its blobs; each blob gets the
-    share of it its raw size has. Entries without a stored size count raw.
+    share of it its raw size has. Entries without a stored size (unknown, or
+    all their blobs were already stored by an earlier entry) count raw for
+    blobs no other entry prices.
     """
-    out: dict[str, int] = {}
     entries: list[tuple[int, int, list[BlobRef]]] = [
         (f.stored_size, f.size, f.blobs) for f in manifest.files
     ]
@@ -619,11 +614,15 @@ def blob_stored_sizes(manifest: Manifest, objects: bool = True) -> dict[str, int
         entries += [
             (o.stored_size, o.raw_size, list(o.blob_refs())) for o in manifest.objects
         ]
+    out: dict[str, int] = {}
     for stored, raw, refs in entries:
-        ratio = stored / raw if stored and raw else 1.0
+        if stored and raw:
+            ratio = stored / raw
+            for bid, size in refs:
+                out.setdefault(bid, round(size * ratio))
+    for _, _, refs in entries:
         for bid, size in refs:
-            if bid not in out:
-                out[bid] = round(size * ratio)
+            out.setdefault(bid, size)
     return out
 
 
