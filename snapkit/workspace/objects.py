@@ -556,7 +556,7 @@ def scan_imports(stream: bytes | memoryview, name: str = "pickle") -> list[str]:
 
 def _malformed(name: str, why: str) -> str:
     return (
-        f"object {name}: the pickle stream is malformed ({why}); the snapshot "
+        f"object {name!r}: the pickle stream is malformed ({why}); the snapshot "
         "is damaged or was not written by snapkit. Run `snapkit verify` on it"
     )
 
@@ -660,7 +660,9 @@ def top_modules(imports: Iterable[str]) -> list[str]:
 
 
 def load_object(
-    name: str, stream: bytes | memoryview, buffers: Sequence[bytes | memoryview]
+    name: str,
+    stream: bytes | memoryview,
+    buffers: Sequence[bytes | bytearray | memoryview],
 ) -> Any:
     """Unpickle one object. This RUNS CODE from the stream: trusted input only.
 
