@@ -208,7 +208,7 @@ class Client(Repository):
         status = response.status_code
         if status == 401:
             raise AuthError(
-                f"{self.where} refused the token ({detail}); run "
+                f"{self.where} refused the token: {detail}; run "
                 f"`snapkit login {self.url}` with a valid token"
             )
         if status == 404:
@@ -510,6 +510,9 @@ class Client(Repository):
         return diff(self.snapshot(a), self.snapshot(b))
 
     # -- lifetime ------------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        return self
 
     @contextmanager
     def _bar(self, label: str) -> Iterator[Progress | None]:

@@ -371,14 +371,15 @@ def current_user(
 ) -> User:
     """Authenticate the request's bearer token; raise 401 otherwise."""
     if credentials is None:
-        raise Problem(401, "unauthorized", "no bearer token; run `snapkit login URL`")
+        raise Problem(
+            401, "unauthorized", "no token; send `Authorization: Bearer snk_...`"
+        )
     user = authenticate(request.app.state.meta, credentials.credentials)
     if user is None:
         raise Problem(
             401,
             "unauthorized",
-            "the token is not valid; run `snapkit login URL` with a token "
-            "from `snapkit server adduser`",
+            "the token is not valid; get one from `snapkit server adduser`",
         )
     return user
 
