@@ -41,7 +41,19 @@ COMMAND_MODULES = [
 
 
 class _Group(click.Group):
-    """A group that turns snapkit errors into one line and their exit code."""
+    """Loads each command's module on first use, so ``snapkit create`` never
+    imports the server, and turns snapkit errors into one line and their
+    exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_MODULES:
+            return None
+        module = importlib.import_module(f"snapkit.cli.{cmd_name}")
+        command: click.Command = module.command
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -64,16 +76,6 @@ def main() -> None:
       3  integrity or format   8  server refused or unreachable
       4  not found            10  unexpected error (a bug)
     """
-
-
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"snapkit.cli.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"snapkit.cli.{_name}":
-            raise
-        continue
-    main.add_command(_module.command)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m snapkit`
