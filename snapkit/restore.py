@@ -123,6 +123,25 @@ def _safe_parent(root: Path, rel: PurePosixPath, create: bool) -> Path:
     return current
 
 
+def _check_nesting(entries: Sequence[FileEntry]) -> None:
+    """Reject a path listed below another entry that is not a folder.
+
+    A manifest with a symlink ``link`` and a file ``link/x`` would otherwise
+    write ``link/`` as a folder first and then fail to put the link over it.
+    """
+    not_dirs = {e.path: e.kind for e in entries if e.kind != "dir"}
+    for e in entries:
+        parent = e.path.rpartition("/")[0]
+        while parent:
+            if parent in not_dirs:
+                raise UnsafePathError(
+                    f"refusing to restore {e.path!r}: the snapshot also lists "
+                    f"{parent!r} as a {not_dirs[parent]}, not a folder. The "
+                    "snapshot is damaged or hostile; do not restore it"
+                )
+            parent = parent.rpartition("/")[0]
+
+
 def _same_content(path: Path, entry: FileEntry) -> bool:
     """Whether the file at ``path`` already holds exactly ``entry``'s bytes."""
     try:
@@ -216,9 +235,14 @@ def _make_link(root: Path, e: FileEntry) -> None:
         raise UnsafePathError(f"symlink {e.path} in the snapshot has no target")
     tmp = parent / f".{rel.name}.snapkit-{secrets.token_hex(4)}"
     os.symlink(e.target, tmp)
-    with contextlib.suppress(OSError):
-        os.utime(tmp, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
-    os.replace(tmp, final)
+    try:
+        with contextlib.suppress(OSError):
+            os.utime(tmp, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def restore_files(
@@ -239,6 +263,7 @@ def restore_files(
         if e.path in seen:
             raise UnsafePathError(f"the snapshot lists {e.path!r} twice; it is damaged")
         seen.add(e.path)
+    _check_nesting(entries)
 
     to_write, result.unchanged = _plan(root, entries, force)
     where = f"snapshot {snap.id[:12]}"
