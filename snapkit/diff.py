@@ -147,8 +147,16 @@ def load_source(source: Any, **capture_options: Any) -> Source:
             manifest, f"{repo.where}#{manifest.id[:12]}", manifest.id, repository=repo
         )
     if isinstance(source, Mapping):
-        manifest, _ = _dry_run(namespace=source, **capture_options)
-        return Source(manifest, "namespace (live)", live=True)
+        manifest, report = _dry_run(namespace=source, **capture_options)
+        root = capture_options.get("files")
+        return Source(
+            manifest,
+            "namespace (live)",
+            live=True,
+            root=Path(root) if root is not None else None,
+            ignored=list(report.ignored),
+            secrets=list(report.secrets),
+        )
     if isinstance(source, (str, os.PathLike)):
         return _load_path(os.fspath(source), **capture_options)
     if isinstance(source, Snapshot):
