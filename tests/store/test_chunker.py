@@ -1,0 +1,123 @@
+"""Content-defined chunking, and the parallel BlobWriter and BlobReader."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from array import array
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from strategies import make_bytes, stream_bytes
+
+from snapkit.errors import IntegrityError, NotFoundError
+from snapkit.store.chunker import (
+    MAX_CHUNK,
+    MIN_CHUNK,
+    SMALL,
+    BlobReader,
+    BlobWriter,
+    as_bytes_view,
+    cut,
+)
+from snapkit.store.local import LocalStore
+
+MIB = 1024 * 1024
+
+
+def chunk_ids(data: bytes) -> list[str]:
+    return [hashlib.sha256(c).hexdigest() for c in cut(memoryview(data))]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=stream_bytes(max_size=6 * MIB))
+def test_chunks_tile_the_stream(data: bytes) -> None:
+    pieces = list(cut(memoryview(data)))
+    assert b"".join(pieces) == data
+    if len(data) < SMALL:
+        assert len(pieces) == 1
+    else:
+        assert all(p.nbytes <= MAX_CHUNK for p in pieces)
+        assert all(p.nbytes >= MIN_CHUNK for p in pieces[:-1])
+
+
+def test_insert_in_the_middle_changes_at_most_three_blobs() -> None:
+    """1 KiB inserted in the middle of 64 MiB touches only the chunks around it."""
+    rng = random.Random(20260103)
+    data = rng.randbytes(64 * MIB)
+    middle = len(data) // 2
+    edited = data[:middle] + rng.randbytes(1024) + data[middle:]
+
+    before, after = chunk_ids(data), chunk_ids(edited)
+    assert len(before) > 20
+    changed = [i for i in after if i not in set(before)]
+    assert 1 <= len(changed) <= 3
+
+
+def test_insert_at_the_start_changes_at_most_three_blobs() -> None:
+    rng = random.Random(7)
+    data = rng.randbytes(16 * MIB)
+    before = set(chunk_ids(data))
+    changed = [i for i in chunk_ids(b"#" * 1024 + data) if i not in before]
+    assert 1 <= len(changed) <= 3
+
+
+def test_writer_dedups_and_reader_restores(tmp_path: Path) -> None:
+    data = make_bytes(11, 5 * MIB, "text")
+    with LocalStore(tmp_path / "s") as store:
+        with BlobWriter(store) as writer:
+            first = writer.write(data)
+            second = writer.write(data)
+        assert first.refs == second.refs
+        assert first.new_bytes == len(data)
+        assert second.new_bytes == 0
+        assert first.stored_size == second.stored_size < len(data)
+        assert writer.raw_bytes == 2 * len(data)
+        with BlobReader(store) as reader:
+            assert bytes(reader.read(first.refs)) == data
+            out = tmp_path / "out.bin"
+            reader.write_to(first.refs, out)
+            assert out.read_bytes() == data
+
+
+def test_dry_run_writes_nothing_but_measures(tmp_path: Path) -> None:
+    data = make_bytes(12, 2 * MIB, "text")
+    with BlobWriter(None) as writer:
+        result = writer.write(data)
+    assert result.new_bytes == len(data)
+    assert 0 < result.stored_size < len(data)
+
+
+def test_write_file_and_empty_file(tmp_path: Path) -> None:
+    data = make_bytes(13, 3 * MIB, "random")
+    (tmp_path / "big").write_bytes(data)
+    (tmp_path / "empty").write_bytes(b"")
+    with LocalStore(tmp_path / "s") as store, BlobWriter(store) as writer:
+        big = writer.write_file(tmp_path / "big")
+        empty = writer.write_file(tmp_path / "empty")
+        assert empty.refs == [(hashlib.sha256(b"").hexdigest(), 0)]
+        with BlobReader(store) as reader:
+            assert bytes(reader.read(big.refs)) == data
+            assert bytes(reader.read(empty.refs)) == b""
+
+
+def test_typed_buffers_are_cut_as_bytes() -> None:
+    """A float64 array's buffer is cut by its bytes, without a copy."""
+    values = array("d", (float(i) for i in range(200_000)))
+    view = as_bytes_view(values)
+    assert view.nbytes == len(values) * 8
+    assert view.obj is values
+    with BlobWriter(None) as writer:
+        refs = writer.write(values).refs
+    assert sum(s for _, s in refs) == view.nbytes
+
+
+def test_reader_reports_size_mismatch_and_missing(tmp_path: Path) -> None:
+    with LocalStore(tmp_path / "s") as store:
+        blob = store.put(b"abc" * 100)
+        with BlobReader(store) as reader:
+            with pytest.raises(IntegrityError, match=blob.id):
+                reader.read([(blob.id, 299)], "file x")
+            with pytest.raises(NotFoundError):
+                reader.read([("00" * 32, 3)])
