@@ -1,0 +1,201 @@
+"""Store throughput next to the raw speed of the zstd tool, in one run.
+
+Not a test: run it by hand on a quiet machine.
+
+    python bench/bench_store.py [--size-mib 256] [--repeat 3] [--level 3]
+
+It writes SIZE MiB of mixed data (a third random, a third text-like, a third
+float64 array bytes) to a temporary folder, then times:
+
+* put: BlobWriter.write_file into a fresh Archive, add_snapshot, close
+  (index, fsync and rename included);
+* get: reopen the archive and read every chunk back through BlobReader,
+  decoded and verified against its id;
+* zstd -LEVEL -T2 compressing the same file to /dev/null, and zstd -d
+  decompressing its output to /dev/null (wall time of the subprocess).
+
+Each figure is the best of ``--repeat`` runs. The target is put and get at
+0.8 or more of the zstd tool's speed. Results go to stdout as a table and to
+bench/out/ as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from snapkit._version import __version__
+from snapkit.store.archive import Archive
+from snapkit.store.chunker import BlobReader, BlobWriter, default_workers
+from snapkit.workspace.manifest import FileEntry, Manifest
+
+MIB = 1024 * 1024
+TARGET = 0.8
+
+
+def mixed_data(size: int, seed: int = 2026) -> bytes:
+    """Return ``size`` bytes: random, text-like and float64 thirds."""
+    third = size // 3
+    rng = random.Random(seed)
+    random_part = rng.randbytes(third)
+
+    # Text-like: 4 KiB slices at random offsets of a 4 MiB block of CSV-ish
+    # lines, so it compresses like text but chunks do not repeat.
+    words = [rng.randbytes(rng.randint(1, 6)).hex().encode() for _ in range(2000)]
+    block = bytearray()
+    while len(block) < 4 * MIB:
+        block += b",".join(rng.choices(words, k=8)) + b"\n"
+    pieces = []
+    for _ in range(third // 4096 + 1):
+        at = rng.randrange(len(block) - 4096)
+        pieces.append(block[at : at + 4096])
+    text_part = b"".join(pieces)[:third]
+
+    gen = np.random.default_rng(seed)
+    floats = np.cumsum(gen.normal(0.0, 1.0, (size - 2 * third) // 8 + 1))
+    float_part = floats.tobytes()[: size - 2 * third]
+    return random_part + text_part + float_part
+
+
+def best_of(repeat: int, run: Callable[[], None]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--level", type=int, default=3)
+    args = parser.parse_args()
+
+    zstd = shutil.which("zstd")
+    if zstd is None:
+        print(
+            "the zstd command-line tool is needed for the comparison", file=sys.stderr
+        )
+        return 2
+
+    size = args.size_mib * MIB
+    with tempfile.TemporaryDirectory(prefix="snapkit-bench-") as tmp:
+        folder = Path(tmp)
+        source = folder / "data.bin"
+        source.write_bytes(mixed_data(size))
+        archive_path = folder / "bench.snap"
+        stored: dict[str, int] = {}
+        refs_holder: list[list[tuple[str, int]]] = []
+
+        def put() -> None:
+            archive_path.unlink(missing_ok=True)
+            with Archive(archive_path, "w") as archive:
+                with BlobWriter(archive, level=args.level) as writer:
+                    refs = writer.write_file(source).refs
+                entry = FileEntry("data.bin", "file", 0o644, size, 0, refs)
+                archive.add_snapshot(
+                    Manifest("bench", "2026-01-01T00:00:00Z", files=[entry])
+                )
+            refs_holder[:] = [refs]
+            stored["archive"] = archive_path.stat().st_size
+
+        def get() -> None:
+            got = 0
+            with Archive(archive_path) as archive, BlobReader(archive) as reader:
+                for chunk in reader.iter_chunks(refs_holder[0], "data.bin"):
+                    got += len(chunk)
+            assert got == size
+
+        zst = folder / "data.bin.zst"
+
+        def zstd_compress() -> None:
+            with open(os.devnull, "wb") as sink:
+                subprocess.run(
+                    [zstd, f"-{args.level}", "-T2", "-q", "-c", str(source)],
+                    stdout=sink,
+                    check=True,
+                )
+
+        def zstd_decompress() -> None:
+            with open(os.devnull, "wb") as sink:
+                subprocess.run(
+                    [zstd, "-d", "-q", "-c", str(zst)], stdout=sink, check=True
+                )
+
+        subprocess.run(
+            [zstd, f"-{args.level}", "-T2", "-q", "-f", str(source), "-o", str(zst)],
+            check=True,
+        )
+        stored["zstd"] = zst.stat().st_size
+
+        seconds = {
+            "put": best_of(args.repeat, put),
+            "get": best_of(args.repeat, get),
+            "zstd_compress": best_of(args.repeat, zstd_compress),
+            "zstd_decompress": best_of(args.repeat, zstd_decompress),
+        }
+
+    speed = {k: size / MIB / v for k, v in seconds.items()}
+    ratios = {
+        "put": speed["put"] / speed["zstd_compress"],
+        "get": speed["get"] / speed["zstd_decompress"],
+    }
+    print(
+        f"snapkit {__version__}, {args.size_mib} MiB mixed data, level {args.level}, "
+        f"{default_workers()} workers, {os.cpu_count()} CPUs, best of {args.repeat}"
+    )
+    print(f"{'operation':<22}{'seconds':>9}{'MiB/s':>9}{'ratio':>8}{'target':>8}")
+    rows = [
+        ("put (snapkit)", "put", ratios["put"]),
+        ("zstd -3 -T2", "zstd_compress", None),
+        ("get (snapkit)", "get", ratios["get"]),
+        ("zstd -d", "zstd_decompress", None),
+    ]
+    for label, key, ratio in rows:
+        shown = f"{ratio:8.2f}" if ratio is not None else f"{'':8}"
+        goal = f"{TARGET:8.2f}" if ratio is not None else ""
+        print(f"{label:<22}{seconds[key]:9.3f}{speed[key]:9.1f}{shown}{goal}")
+    print(
+        f"stored: archive {stored['archive'] / MIB:.1f} MiB, "
+        f"zstd {stored['zstd'] / MIB:.1f} MiB of {args.size_mib} MiB"
+    )
+
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    report = {
+        "snapkit": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "workers": default_workers(),
+        "size_mib": args.size_mib,
+        "level": args.level,
+        "repeat": args.repeat,
+        "seconds": seconds,
+        "mib_per_s": speed,
+        "ratios": ratios,
+        "target": TARGET,
+        "stored_bytes": stored,
+    }
+    name = time.strftime("bench_store-%Y%m%dT%H%M%S.json")
+    (out / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
