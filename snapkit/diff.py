@@ -135,7 +135,9 @@ def load_source(source: Any, **capture_options: Any) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, Manifest):
-        return Source(source, source.name or source.id[:12], snapshot_id=source.id)
+        # Its id would cost a full encode and hash (a second on 100,000 files);
+        # a manifest passed bare is labelled by name instead.
+        return Source(source, source.name or "manifest")
     if isinstance(source, tuple) and len(source) == 2:
         repo, snap_id = source
         if not isinstance(repo, Repository):
@@ -607,13 +609,16 @@ def _diff_libraries(la: Libraries, lb: Libraries, required: bool) -> LibrariesDi
 # -- totals --------------------------------------------------------------------
 
 
-def blob_stored_sizes(manifest: Manifest, objects: bool = True) -> dict[str, int]:
+def blob_stored_sizes(
+    manifest: Manifest, objects: bool = True, wanted: set[str] | None = None
+) -> dict[str, int]:
     """Estimate each blob's stored size from its entry's stored total.
 
     An entry records one stored size for all its blobs; each blob gets the
     share of it its raw size has. Entries without a stored size (unknown, or
     all their blobs were already stored by an earlier entry) count raw for
-    blobs no other entry prices.
+    blobs no other entry prices. With ``wanted``, only entries holding one of
+    those blobs are looked at (the rest of the result is incomplete).
     """
     entries: list[tuple[int, int, list[BlobRef]]] = [
         (f.stored_size, f.size, f.blobs) for f in manifest.files
@@ -622,6 +627,8 @@ def blob_stored_sizes(manifest: Manifest, objects: bool = True) -> dict[str, int
         entries += [
             (o.stored_size, o.raw_size, list(o.blob_refs())) for o in manifest.objects
         ]
+    if wanted is not None:
+        entries = [e for e in entries if any(b in wanted for b, _ in e[2])]
     out: dict[str, int] = {}
     for stored, raw, refs in entries:
         if stored and raw:
@@ -650,7 +657,7 @@ def _totals(sa: Source, sb: Source, objects: bool) -> Totals:
     ra = _raw_sizes(sa.manifest, objects)
     rb = _raw_sizes(sb.manifest, objects)
     ids_a, ids_b = ra.keys(), rb.keys()
-    fresh = ids_b - ids_a
+    fresh = set(ids_b - ids_a)
     gone = ids_a - ids_b
 
     exact = False
@@ -662,7 +669,7 @@ def _totals(sa: Source, sb: Source, objects: bool) -> Totals:
         except Exception as exc:  # a size query is an estimate's nicety only
             log.warning("cannot read stored sizes from %s: %s", sb.label, exc)
     if not exact:
-        estimate = blob_stored_sizes(sb.manifest, objects)
+        estimate = blob_stored_sizes(sb.manifest, objects, wanted=fresh)
         stored = {bid: stored.get(bid, estimate[bid]) for bid in fresh}
     return Totals(
         bytes_added=sum(rb[b] for b in fresh),
