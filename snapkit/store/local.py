@@ -170,7 +170,10 @@ class LocalStore(Repository):
             self._writer = self._tmp = self._tmp_path = None
             name = hashlib.sha256(tmp_path.name.encode()).hexdigest() + ".pack"
             final = self.root / "packs" / name[:2] / name
-            final.parent.mkdir(exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir()
+                # The new folder's own entry must survive a crash too.
+                fsync_dir(final.parent.parent)
             os.replace(tmp_path, final)
             fsync_dir(final.parent)
             self._load_pack(final)
