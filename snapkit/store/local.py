@@ -60,6 +60,12 @@ def write_durably(path: Path, data: bytes, tmp_dir: Path) -> None:
     fsync_dir(path.parent)
 
 
+def _has_entries(folder: Path) -> bool:
+    # A closed iterator, not any(iterdir()): that leaves a scandir handle open.
+    with os.scandir(folder) as it:
+        return next(it, None) is not None
+
+
 class LocalStore(Repository):
     """A repository in a directory. Thread-safe within one process."""
 
@@ -88,7 +94,7 @@ class LocalStore(Repository):
                 )
         elif not create:
             raise NotFoundError(f"{self.where} does not exist; create it first")
-        elif self.root.exists() and any(self.root.iterdir()):
+        elif self.root.exists() and _has_entries(self.root):
             raise UsageError(
                 f"{self.root} is not empty and not a snapkit store; choose an "
                 "empty or new folder"
