@@ -26,6 +26,7 @@ Reading file contents, chunking and the stat cache are the caller's business
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -187,11 +188,8 @@ def _walk_one(
         if current.pruned:
             verdict_excluded = True
         else:
-            venv = (
-                is_dir
-                and rules.use_defaults
-                and os.path.isfile(os.path.join(entry.path, VIRTUALENV_MARKER))
-            )
+            marker = os.path.join(entry.path, VIRTUALENV_MARKER)
+            venv = functools.partial(os.path.isfile, marker) if is_dir else None
             verdict = rules.judge(path, is_dir, chain, is_virtualenv=venv)
             verdict_excluded, reason = verdict.excluded, verdict.reason
         if verdict_excluded and rules.included(path, is_dir):

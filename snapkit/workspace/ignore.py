@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import pathspec
@@ -243,9 +243,13 @@ class RuleSet:
         path: str,
         is_dir: bool,
         chain: Sequence[IgnoreFile],
-        is_virtualenv: bool = False,
+        is_virtualenv: Callable[[], bool] | None = None,
     ) -> Verdict:
-        """Decide whether ``path`` (relative to the root) is excluded."""
+        """Decide whether ``path`` (relative to the root) is excluded.
+
+        ``is_virtualenv`` is called only when no pattern decided, so the
+        extra ``stat`` it costs is paid only for otherwise kept directories.
+        """
         rule = last_match(self.exclude, path, is_dir)
         if rule is None:
             for ignore_file in reversed(chain):
@@ -254,7 +258,7 @@ class RuleSet:
                     break
         if rule is None and self.use_defaults:
             rule = last_match(self.defaults, path, is_dir)
-            if rule is None and is_virtualenv:
+            if rule is None and is_virtualenv is not None and is_virtualenv():
                 return Verdict(True, f"default: virtualenv ({VIRTUALENV_MARKER})")
         if rule is None:
             return Verdict(False, None)
