@@ -16,6 +16,9 @@ Contract:
 * Precedence, highest first: secrets (unless ``allow_secrets``), then
   ``--include``, then ``--exclude``, then ``.snapignore`` files (deepest
   first), then the built-in defaults. See :mod:`snapkit.workspace.ignore`.
+* A directory is recorded only when nothing below it is kept (it is empty,
+  or everything in it was left out), so restore recreates it; any other
+  directory is implied by the paths below it.
 * Sockets, FIFOs and device files are never captured; they are listed in
   ``ignored`` with the reason ``"not a regular file"``. A directory that
   cannot be read is listed with the reason and logged as a warning.
@@ -111,9 +114,12 @@ def scan(
 ) -> Scan:
     """Walk ``root`` (default: the current directory) and judge every path.
 
-    ``exclude`` and ``include`` are gitignore patterns anchored at the root.
-    An ``include`` keeps what it matches even if ``.snapignore`` or the
-    defaults exclude it, but keeps a secret only with ``allow_secrets``.
+    ``exclude`` and ``include`` are gitignore patterns read relative to the
+    root, as if written in the root ``.snapignore`` (``*.log`` matches at any
+    depth, ``/build`` only at the top). An ``include`` keeps what it matches
+    even if ``--exclude``, ``.snapignore`` or the defaults exclude it, but
+    keeps a secret only with ``allow_secrets``. Secrets are judged by name
+    for files and symlinks alike.
     ``use_defaults=False`` turns off the built-in defaults and virtualenv
     detection. Raises :class:`NotFoundError` if ``root`` does not exist and
     :class:`UsageError` if it is not a directory.
