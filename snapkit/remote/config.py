@@ -52,7 +52,11 @@ def _parse(text: str, where: Path) -> dict[str, Any]:
                 f"config file {where} is not valid TOML ({exc}); fix it or run "
                 "`snapkit login URL` again"
             ) from exc
-    # Python 3.10 has no tomllib; the file snapkit writes is simple lines.
+    return _parse_lines(text, where)
+
+
+def _parse_lines(text: str, where: Path) -> dict[str, Any]:
+    """Read ``key = "value"`` lines: all Python 3.10 (no tomllib) needs."""
     values: dict[str, Any] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -1,0 +1,124 @@
+"""The client as a repository: push, pull, capture, restore and diff by id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from snapkit import capture
+from snapkit.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    RemoteError,
+)
+from snapkit.remote.client import Client
+from snapkit.server import EmbeddedServer
+from snapkit.store.archive import Archive
+from snapkit.store.repository import StoredBlob
+from snapkit.workspace.manifest import FileEntry, Manifest
+
+
+def _workspace(root: Path, files: int = 5, size: int = 50_000) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"data{i}.bin").write_bytes(os.urandom(size))
+    (root / "notes.txt").write_text("iris\n" * 100)
+    return root
+
+
+def test_push_then_pull_round_trip(tmp_path: Path, client: Client) -> None:
+    """An archive pushed and pulled back holds the same snapshot and bytes."""
+    ws = _workspace(tmp_path / "ws")
+    snap = capture(objects={"model": {"k": 3}}, files=ws, name="Iris Snapshot",
+                   to=tmp_path / "a.snap")
+    [stats] = client.push(tmp_path / "a.snap")
+    assert stats.snapshot_id == snap.id
+    assert stats.blobs_sent == stats.blobs_total > 0
+    assert [s.id for s in client.list_snapshots()] == [snap.id]
+
+    pulled = client.pull(snap.id[:8], tmp_path / "b.snap")
+    assert pulled.blobs_sent == stats.blobs_total
+    with Archive(tmp_path / "b.snap") as archive:
+        assert archive.snapshot(snap.id).encode() == snap.manifest.encode()
+        assert archive.verify() == []
+
+    # Pushing again sends no blob, only the question and the commit.
+    before = client.bytes_sent
+    [again] = client.push(tmp_path / "a.snap")
+    assert again.blobs_sent == 0
+    assert client.bytes_sent - before < 4096
+
+
+def test_capture_restore_and_diff_by_id(tmp_path: Path, client: Client) -> None:
+    """create_snapshot captures straight to the server; restore reads it back."""
+    ws = _workspace(tmp_path / "ws", files=2)
+    first = client.create_snapshot(objects={"n": 1}, files=ws, name="one")
+    (ws / "data0.bin").write_bytes(b"changed")
+    second = client.create_snapshot(objects={"n": 2}, files=ws, name="two")
+
+    namespace: dict[str, object] = {}
+    client.restore(second.id[:10], into=tmp_path / "out", namespace=namespace)
+    assert namespace["n"] == 2
+    assert (tmp_path / "out" / "data0.bin").read_bytes() == b"changed"
+
+    d = client.diff(first.id, second.id)
+    assert d.to_json()["changed"] is True
+    opened = client.get_snapshot(first.id[:6])
+    assert opened.id == first.id
+    assert client.delete_snapshot(first.id[:6]) == first.id
+    assert [s.id for s in client.list_snapshots()] == [second.id]
+
+
+def test_commit_without_blobs_is_conflict(client: Client) -> None:
+    """add_snapshot of a manifest naming unknown blobs raises ConflictError."""
+    blob = StoredBlob.from_bytes(os.urandom(100))
+    manifest = Manifest(
+        name="x",
+        created="2026-01-01T00:00:00Z",
+        files=[FileEntry("a", "file", 0o644, 100, 0, [(blob.id, 100)])],
+    )
+    with pytest.raises(ConflictError, match="not uploaded") as caught:
+        client.add_snapshot(manifest)
+    assert caught.value.missing == [blob.id]  # type: ignore[attr-defined]
+
+
+def test_unknown_snapshot_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFoundError, match="no snapshot abcdef"):
+        client.snapshot("abcdef")
+
+
+def test_bad_token_says_to_log_in(server: EmbeddedServer) -> None:
+    with (
+        Client(server.url, "snk_bad", progress=False) as client,
+        pytest.raises(AuthError, match="snapkit login"),
+    ):
+        client.list_snapshots()
+
+
+def test_unreachable_server_is_remote_error(tmp_path: Path) -> None:
+    with EmbeddedServer(tmp_path / "gone") as gone:
+        url = gone.url
+    with (
+        Client(url, "snk_x", progress=False, retries=1) as client,
+        pytest.raises(RemoteError, match="cannot reach"),
+    ):
+        client.list_snapshots()
+
+
+def test_url_and_token_come_from_env_then_config(
+    server: EmbeddedServer, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from snapkit.remote.config import save_config
+
+    with pytest.raises(ConfigError, match="snapkit login"):
+        Client()
+    save_config(server.url, token)
+    with Client(progress=False) as client:
+        assert client.whoami() == "alice"
+    monkeypatch.setenv("SNAPKIT_TOKEN", "snk_from_env")
+    with Client(progress=False) as client, pytest.raises(AuthError):
+        client.whoami()
