@@ -1,0 +1,38 @@
+"""Only missing blobs cross the network: a small change sends a small push."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from snapkit.remote.client import Client
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.slow
+def test_second_push_after_one_percent_change_sends_under_three_percent(
+    tmp_path: Path, client: Client
+) -> None:
+    """200 MB workspace, 2 MB of it rewritten: the second capture sends < 6 MB."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(50):
+        (ws / f"part{i:02}.bin").write_bytes(os.urandom(4 * MiB))
+    total = 200 * MiB
+
+    client.create_snapshot(files=ws, name="before")
+    first = client.bytes_sent
+    assert first >= total
+
+    for name in ("part07.bin", "part31.bin"):
+        with open(ws / name, "r+b") as f:
+            f.seek(2 * MiB)
+            f.write(os.urandom(MiB))
+    client.create_snapshot(files=ws, name="after")
+    second = client.bytes_sent - first
+
+    assert second < 0.03 * total, f"second push sent {second} bytes"
+    assert len(client.list_snapshots()) == 2
