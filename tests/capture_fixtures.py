@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -149,7 +149,3 @@ def only_snapshot(path: Path) -> Manifest:
     with Archive(path) as archive:
         (info,) = archive.snapshots()
         return archive.snapshot(info.id)
-
-
-def walk(root: Path) -> Iterator[Path]:
-    yield from sorted(root.rglob("*"))
