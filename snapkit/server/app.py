@@ -20,7 +20,6 @@ import base64
 import binascii
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import re
@@ -54,6 +53,8 @@ from snapkit.server.auth import User, authenticate
 from snapkit.server.metadata import Metadata, SnapshotRow, open_metadata
 from snapkit.server.storage import BlobStorage
 from snapkit.store import serial
+from snapkit.store.archive import Archive
+from snapkit.store.copy import copy
 from snapkit.store.repository import (
     Repository,
     SnapshotInfo,
@@ -81,7 +82,6 @@ CODES: dict[str, str] = {
     "missing_blobs": "The manifest names blobs you have not uploaded",
     "body_too_large": "Request body too large",
     "too_many_ids": "Too many ids in one request",
-    "not_implemented": "Not implemented yet",
     "internal": "Internal server error",
 }
 
@@ -696,25 +696,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         """What changed from snapshot ``a`` to snapshot ``b``."""
         repo = view(user)
         first, second = repo.snapshot(a), repo.snapshot(b)
-        try:
-            from snapkit.diff import diff
-        except ImportError as exc:
-            # TODO(#4): answers once snapkit.diff lands.
-            raise Problem(
-                501, "not_implemented", "server-side diff needs snapkit.diff (#4)"
-            ) from exc
+        from snapkit.diff import diff
+
         return _jsonable(_as_data(diff(first, second)))
 
     @app.get(f"{API}/snapshots/{{snapshot_id}}/audit", tags=["snapshots"])
     def snapshot_audit(snapshot_id: str, user: Caller) -> Any:
         """Sizes per object, file and library of one snapshot."""
         manifest = view(user).snapshot(snapshot_id)
-        audit = getattr(importlib.import_module("snapkit.audit"), "audit", None)
-        if audit is None:
-            # TODO(#4): answers once snapkit.audit lands.
-            raise Problem(
-                501, "not_implemented", "server-side audit needs snapkit.audit (#4)"
-            )
+        from snapkit.audit import audit
+
         return _jsonable(_as_data(audit(manifest)))
 
     return app
@@ -731,15 +722,10 @@ def _as_data(result: Any) -> Any:
 
 
 def _build_archive(repo: UserRepository, snapshot_id: str, data_dir: Path) -> Path:
-    try:
-        from snapkit.store.archive import Archive
-        from snapkit.store.copy import copy
-    except ImportError as exc:
-        raise Problem(
-            501,
-            "not_implemented",
-            "archive download needs snapkit.store.archive and snapkit.store.copy",
-        ) from exc
+    """Write the snapshot into a new archive under ``DATA/tmp``; return its path.
+
+    The caller deletes the file once it has been sent.
+    """
     tmp = data_dir / "tmp"
     tmp.mkdir(exist_ok=True)
     path = tmp / f"download-{secrets.token_hex(16)}.snap"
