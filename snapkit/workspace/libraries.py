@@ -104,11 +104,39 @@ def _direct_url(dist: metadata.Distribution) -> str | None:
 
 
 def _module_owners() -> dict[str, list[str]]:
-    """Map each top-level module to the normalised names that provide it."""
-    return {
-        module: sorted({normalize(d) for d in dists})
+    """Map each top-level module to the normalised names that provide it.
+
+    ``packages_distributions()`` reads ``top_level.txt`` only on Python 3.10,
+    and wheels built by newer back ends (numpy's meson-python) ship none, so
+    the top-level names are also read off each distribution's RECORD.
+    """
+    owners: dict[str, set[str]] = {
+        module: {normalize(d) for d in dists}
         for module, dists in metadata.packages_distributions().items()
     }
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        for top in _record_tops(dist):
+            owners.setdefault(top, set()).add(normalize(name))
+    return {module: sorted(names) for module, names in owners.items()}
+
+
+def _record_tops(dist: metadata.Distribution) -> set[str]:
+    """Top-level importable names among the files a distribution installed."""
+    tops: set[str] = set()
+    for path in dist.files or ():
+        parts = path.parts
+        if not parts or parts[0].endswith((".dist-info", ".egg-info", ".data")):
+            continue
+        if parts[0] in ("..", "__pycache__") or parts[0].startswith("."):
+            continue
+        if len(parts) > 1:
+            tops.add(parts[0])
+        elif parts[0].endswith((".py", ".so", ".pyd")):
+            tops.add(parts[0].split(".", 1)[0])
+    return {t for t in tops if t.isidentifier()}
 
 
 def _requires(name: str, extras: frozenset[str] = frozenset()) -> list[str]:
