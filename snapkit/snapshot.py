@@ -61,7 +61,8 @@ class Snapshot:
         self.manifest = manifest
         self.id = snapshot_id or manifest.id
         self._owns = owns_repository
-        self._env_checked = False
+        #: The strictest check passed so far: None, False (lenient) or True.
+        self._env_checked: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -105,12 +106,13 @@ class Snapshot:
     def check_environment(self, strict: bool = True) -> libs.EnvReport:
         """Compare recorded and running libraries; raise if required ones lack."""
         report = libs.check_environment(self.manifest.libraries, strict=strict)
-        self._env_checked = True
+        self._env_checked = strict or bool(self._env_checked)
         return report
 
     def load(self, name: str, strict: bool = True) -> Any:
         """Unpickle one object, reading only its blobs. Runs code: trust first."""
-        if not self._env_checked:
+        # A lenient check earlier does not excuse a strict load now.
+        if self._env_checked is None or (strict and not self._env_checked):
             self.check_environment(strict=strict)
         stream, buffers = self.read_object(name)
         log.info(
@@ -146,17 +148,24 @@ class Snapshot:
         self.close()
 
 
-def open(source: Source | Snapshot, snapshot_id: str | None = None) -> Snapshot:
+def open(
+    source: Source | Snapshot,
+    snapshot_id: str | None = None,
+    *,
+    close_repository: bool = False,
+) -> Snapshot:
     """Open a snapshot from an archive path, store folder or repository.
 
     ``snapshot_id`` may be a unique prefix; without it the archive or
     repository must hold exactly one snapshot, or the newest is taken when
     ``source`` is a path ending in ``#latest``. A path may also carry the id
-    after ``#`` (``iris.snap#3fa2``).
+    after ``#`` (``iris.snap#3fa2``). A repository given as ``source`` is
+    closed with the snapshot only if ``close_repository`` is true; one opened
+    here from a path always is.
     """
     if isinstance(source, Snapshot):
         return source
-    owns = False
+    owns = close_repository
     if isinstance(source, Repository):
         repo = source
     else:

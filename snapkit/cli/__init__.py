@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from typing import Any
 
@@ -63,9 +64,34 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
 
 
+def configure_logging(verbosity: int) -> None:
+    """Send snapkit's log records to stderr: warnings by default, more with -v.
+
+    The library never configures logging; the command line does, once, so a
+    warning (a secret left out, a skipped object) prints exactly once.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("snapkit")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_snapkit_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._snapkit_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("snapkit: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="snapkit")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more to stderr: -v one line per operation, -vv every blob.",
+)
+def main(verbose: int) -> None:
     """Capture a pruned Python workspace into a snapshot, and pick it up again.
 
     \b
@@ -76,6 +102,7 @@ def main() -> None:
       3  integrity or format   8  server refused or unreachable
       4  not found            10  unexpected error (a bug)
     """
+    configure_logging(verbose)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m snapkit`

@@ -79,7 +79,7 @@ def open_source(spec: str) -> Snapshot:
                 f"{spec!r} is not a file, and reading server snapshots needs the "
                 "client extra: pip install 'snapkit[client]'"
             ) from exc
-        return open_snapshot(Client(), spec)
+        return open_snapshot(Client(), spec, close_repository=True)
     path = spec.split("#", 1)[0]
     if not Path(path).exists():
         raise UsageError(

@@ -223,11 +223,6 @@ def command(
                 click.echo(f"  file   {f.path:<64} {human_size(f.size):>10}")
         for s in m.skipped:
             click.echo(f"  skipped {s.name}: {s.reason}", err=True)
-        for p in report.secrets:
-            click.echo(
-                f"  left out {p} (looks like a secret; --allow-secrets keeps it)",
-                err=True,
-            )
         click.echo(
             f"{human_size(m.raw_size)} raw, {human_size(stored)} stored"
             + ("" if dry_run else f", {human_size(report.new_bytes)} new")

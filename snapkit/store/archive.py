@@ -27,7 +27,14 @@ from typing import BinaryIO, Literal
 
 from snapkit.errors import IntegrityError, NotFoundError, UsageError
 from snapkit.store import codec
-from snapkit.store.pack import KIND_ARCHIVE, Entry, PackReader, PackWriter, fsync_dir
+from snapkit.store.pack import (
+    KIND_ARCHIVE,
+    Entry,
+    PackReader,
+    PackWriter,
+    fsync_dir,
+    new_file_mode,
+)
 from snapkit.store.repository import (
     Repository,
     SnapshotInfo,
@@ -75,6 +82,7 @@ class Archive(Repository):
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".tmp", dir=parent
         )
+        os.fchmod(fd, new_file_mode())
         self._tmp = os.fdopen(fd, "w+b")
         self._tmp_name = tmp_name
         self._writer = PackWriter(self._tmp, KIND_ARCHIVE)

@@ -36,8 +36,8 @@ __all__ = [
 DEFAULT_LEVEL = 3
 #: Compression must save at least this share of the bytes to be kept.
 MIN_SAVING = 0.03
-#: Ceiling on one blob's uncompressed size (chunks are at most 8 MiB; manifests
-#: of very large workspaces are the biggest single blobs).
+#: Ceiling on one blob's uncompressed size (chunks are at most 4 MiB; manifests
+#: of very large workspaces are the biggest single records).
 MAX_BLOB_SIZE = 256 * 1024 * 1024
 #: Ceiling on the zstd window a frame may ask for (level 19 uses 8 MiB).
 MAX_WINDOW = 1 << 27

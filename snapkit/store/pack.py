@@ -71,6 +71,25 @@ class Entry:
         return [self.id, self.offset, self.stored_size, self.raw_size, int(self.codec)]
 
 
+def new_file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask.
+
+    ``mkstemp`` creates files 0600; an archive or pack is a normal file and
+    should get the permissions the user's umask asks for.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Not Linux: read the umask by setting it (briefly process-wide).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename inside it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
