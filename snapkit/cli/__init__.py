@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -62,6 +63,20 @@ class _Group(click.Group):
         except SnapkitError as exc:
             click.echo(f"snapkit: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("snapkit: interrupted", err=True)
+            ctx.exit(130)
+        except Exception:
+            # Not a user mistake: a bug. Keep the traceback, it is the report.
+            click.echo(traceback.format_exc(), err=True, nl=False)
+            click.echo(
+                "snapkit: unexpected error (a bug); please report it with the "
+                "traceback above",
+                err=True,
+            )
+            ctx.exit(SnapkitError.exit_code)
 
 
 def configure_logging(verbosity: int) -> None:
