@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from snapkit import errors
 from snapkit._version import __version__
+from snapkit.audit import audit
 from snapkit.capture import CaptureReport, capture
+from snapkit.diff import diff
 from snapkit.restore import RestoreResult, restore
 from snapkit.snapshot import Snapshot, open
 from snapkit.store.archive import Archive
@@ -19,8 +21,6 @@ from snapkit.store.local import LocalStore
 from snapkit.store.repository import Repository, SnapshotInfo
 
 if TYPE_CHECKING:
-    from snapkit.audit import audit
-    from snapkit.diff import diff
     from snapkit.remote.client import Client
 
 __all__ = [
@@ -48,6 +48,21 @@ _LAZY = {
     "diff": ("snapkit.diff", "diff"),
     "audit": ("snapkit.audit", "audit"),
 }
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%snapkit`` magic; IPython calls this on ``%load_ext snapkit``."""
+    # Imported here so that `import snapkit` never imports IPython.
+    from snapkit.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the ``%snapkit`` magic; IPython calls this on ``%unload_ext snapkit``."""
+    from snapkit.magic import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str) -> Any:
