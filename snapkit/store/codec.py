@@ -144,15 +144,21 @@ def decode(codec: int, stored: bytes | memoryview, raw_size: int, where: str) ->
             f"{where}: frame asks for a {params.window_size}-byte window, "
             f"over the {MAX_WINDOW}-byte ceiling"
         )
-    dobj = _decompressor().decompressobj()
     try:
-        out = dobj.decompress(stored)
+        # One shot: the output buffer is allocated once, at the size checked
+        # above, and any byte after the frame is an error.
+        out = _decompressor().decompress(
+            stored, max_output_size=raw_size, allow_extra_data=False
+        )
     except zstandard.ZstdError as exc:
+        if "unused data" in str(exc):
+            raise FormatError(
+                f"{where}: extra bytes follow the zstandard frame; the record is damaged"
+            ) from exc
         raise IntegrityError(f"{where}: frame does not decompress ({exc})") from exc
-    if not dobj.eof or dobj.unused_data or len(out) != raw_size:
+    if len(out) != raw_size:
         raise FormatError(
-            f"{where}: frame is truncated or followed by extra bytes "
-            f"(got {len(out)} of {raw_size} bytes)"
+            f"{where}: frame is truncated (got {len(out)} of {raw_size} bytes)"
         )
     return out
 
