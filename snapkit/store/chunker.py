@@ -147,7 +147,7 @@ class BlobWriter:
         for (piece, _), bid in zip(batch, ids, strict=True):
             if bid in lacking and bid not in encodes:
                 encodes[bid] = self._pool.submit(
-                    StoredBlob.from_bytes, piece, self.level
+                    StoredBlob.from_bytes, piece, self.level, bid
                 )
         for bid, fut in encodes.items():
             blob = fut.result()

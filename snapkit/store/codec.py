@@ -153,7 +153,8 @@ def decode(codec: int, stored: bytes | memoryview, raw_size: int, where: str) ->
     except zstandard.ZstdError as exc:
         if "unused data" in str(exc):
             raise FormatError(
-                f"{where}: extra bytes follow the zstandard frame; the record is damaged"
+                f"{where}: extra bytes follow the zstandard frame; "
+                "the record is damaged"
             ) from exc
         raise IntegrityError(f"{where}: frame does not decompress ({exc})") from exc
     if len(out) != raw_size:

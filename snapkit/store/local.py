@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,6 +77,9 @@ class LocalStore(Repository):
         self._open_or_create(create)
         self._packs: dict[str, PackReader] = {}
         self._index: dict[str, tuple[PackReader, Entry]] = {}
+        # Readers of packs removed by garbage collection stay open until
+        # close(), so a read that looked a blob up just before still works.
+        self._retired: list[PackReader] = []
         for pack_path in sorted(self.root.glob("packs/*/*.pack")):
             self._load_pack(pack_path)
         self._writer: PackWriter | None = None
@@ -170,22 +174,101 @@ class LocalStore(Repository):
             writer, tmp, tmp_path = self._writer, self._tmp, self._tmp_path
             if writer is None or tmp is None or tmp_path is None:
                 return
-            writer.finish()
-            os.fsync(tmp.fileno())
-            tmp.close()
             self._writer = self._tmp = self._tmp_path = None
-            name = hashlib.sha256(tmp_path.name.encode()).hexdigest() + ".pack"
-            final = self.root / "packs" / name[:2] / name
-            if not final.parent.is_dir():
-                final.parent.mkdir()
-                # The new folder's own entry must survive a crash too.
-                fsync_dir(final.parent.parent)
-            os.replace(tmp_path, final)
-            fsync_dir(final.parent)
-            self._load_pack(final)
+            name = self._install(writer, tmp, tmp_path)
             log.debug(
                 "%s: wrote pack %s (%d blobs)", self.where, name[:12], len(writer.blobs)
             )
+
+    def _install(self, writer: PackWriter, tmp: BinaryIO, tmp_path: Path) -> str:
+        """Finish a pack written under ``tmp/``, make it durable, rename it into
+        ``packs/`` and index it. Return its name. The caller holds the lock."""
+        writer.finish()
+        os.fsync(tmp.fileno())
+        tmp.close()
+        name = hashlib.sha256(tmp_path.name.encode()).hexdigest() + ".pack"
+        final = self.root / "packs" / name[:2] / name
+        if not final.parent.is_dir():
+            final.parent.mkdir()
+            # The new folder's own entry must survive a crash too.
+            fsync_dir(final.parent.parent)
+        os.replace(tmp_path, final)
+        fsync_dir(final.parent)
+        self._load_pack(final)
+        return name
+
+    # -- packs (for garbage collection) ----------------------------------
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        """The store's lock: hold it to make several pack steps one unit."""
+        return self._lock
+
+    def pack_names(self) -> list[str]:
+        """The finished packs, by file name, in the order they were indexed."""
+        with self._lock:
+            return list(self._packs)
+
+    def pack_entries(self, name: str) -> dict[str, Entry]:
+        """The blobs of one finished pack; raise NotFoundError for another name."""
+        with self._lock:
+            reader = self._packs.get(name)
+            if reader is None:
+                raise NotFoundError(f"{self.where} has no pack {name}")
+            return dict(reader.blobs)
+
+    def pack_size(self, name: str) -> int:
+        """The size in bytes of one finished pack file."""
+        with self._lock:
+            return os.stat(self._pack_path(name)).st_size
+
+    def _pack_path(self, name: str) -> Path:
+        return self.root / "packs" / name[:2] / name
+
+    def write_pack(self, blobs: Iterable[StoredBlob]) -> str | None:
+        """Write ``blobs`` into one new pack, durable and indexed on return.
+
+        Unlike :meth:`put_raw`, a blob is written even if another pack holds
+        it already (that is how garbage collection moves live blobs out of a
+        pack it is about to delete). Returns the pack's name, or None when
+        ``blobs`` is empty. Blobs are checked against their ids first.
+        """
+        with self._lock:
+            tmp_path = self.root / "tmp" / f"{secrets.token_hex(16)}.pack"
+            with open(tmp_path, "w+b") as tmp:
+                writer = PackWriter(tmp, KIND_PACK)
+                try:
+                    for blob in blobs:
+                        blob.check(self.where)
+                        writer.add_blob(blob.id, blob.codec, blob.raw_size, blob.data)
+                    if not writer.blobs:
+                        tmp.close()
+                        tmp_path.unlink()
+                        return None
+                    return self._install(writer, tmp, tmp_path)
+                except BaseException:
+                    tmp.close()
+                    tmp_path.unlink(missing_ok=True)
+                    raise
+
+    def drop_pack(self, name: str) -> None:
+        """Delete one finished pack and forget its blobs.
+
+        Blobs the pack shares with other packs stay readable from those. The
+        caller must have made every blob it still needs durable elsewhere
+        first (:meth:`write_pack`): this is the step that frees the space.
+        """
+        with self._lock:
+            reader = self._packs.pop(name, None)
+            if reader is None:
+                raise NotFoundError(f"{self.where} has no pack {name}")
+            path = self._pack_path(name)
+            path.unlink()
+            fsync_dir(path.parent)
+            self._retired.append(reader)
+            self._index = {}
+            for other in self._packs.values():
+                for bid, entry in other.blobs.items():
+                    self._index.setdefault(bid, (other, entry))
 
     # -- snapshots -------------------------------------------------------
 
@@ -252,7 +335,7 @@ class LocalStore(Repository):
     def close(self) -> None:
         with self._lock:
             self.flush()
-            for reader in self._packs.values():
+            for reader in [*self._packs.values(), *self._retired]:
                 reader.close()
 
     def abort(self) -> None:
@@ -261,7 +344,7 @@ class LocalStore(Repository):
                 # Blobs put by an aborted capture are still valid content;
                 # keeping them makes the retry cheaper.
                 self.flush()
-            for reader in self._packs.values():
+            for reader in [*self._packs.values(), *self._retired]:
                 reader.close()
 
     def verify(self) -> list[str]:

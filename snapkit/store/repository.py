@@ -60,10 +60,16 @@ class StoredBlob:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes | memoryview, level: int = blobcodec.DEFAULT_LEVEL
+        cls,
+        data: bytes | memoryview,
+        level: int = blobcodec.DEFAULT_LEVEL,
+        blob_id: str | None = None,
     ) -> StoredBlob:
+        """Encode ``data``. ``blob_id``, when the caller just hashed ``data``
+        itself, saves hashing it twice; never pass an id from elsewhere."""
         kind, stored = blobcodec.encode(data, level)
-        return cls(blobcodec.blob_id(data), kind, len(data), stored, trusted=True)
+        bid = blob_id if blob_id is not None else blobcodec.blob_id(data)
+        return cls(bid, kind, len(data), stored, trusted=True)
 
     def check(self, where: str) -> None:
         """Verify an incoming blob against its id unless this process made it."""
