@@ -101,83 +101,86 @@ def run_demo(
         with EmbeddedServer(base / "server-data") as server:
             token = server.add_user("demo")
             say(f"   server: listening on {server.url}, user 'demo' created")
-            client = Client(server.url, token, progress=False)
+            with Client(server.url, token, progress=False) as client:
+                say("2. training: running train.py, then capturing model, iris, score")
+                namespace = _train(workspace)
+                report = CaptureReport()
+                first = capture(
+                    namespace=namespace,
+                    include=KEEP,
+                    files=workspace,
+                    name="Iris Snapshot",
+                    tags=["demo"],
+                    to=client,
+                    report=report,
+                )
+                result.first_upload = client.bytes_sent
+                result.snapshot_ids.append(first.id)
+                say(
+                    f"   pushed snapshot {first.id[:12]}: {report.objects} objects, "
+                    f"{report.files} files, {client.bytes_sent} bytes uploaded"
+                )
 
-            say("2. training: running train.py, then capturing model, iris, score")
-            namespace = _train(workspace)
-            report = CaptureReport()
-            first = capture(
-                namespace=namespace,
-                include=KEEP,
-                files=workspace,
-                name="Iris Snapshot",
-                tags=["demo"],
-                to=client,
-                report=report,
-            )
-            result.first_upload = client.bytes_sent
-            result.snapshot_ids.append(first.id)
-            say(
-                f"   pushed snapshot {first.id[:12]}: {report.objects} objects, "
-                f"{report.files} files, {client.bytes_sent} bytes uploaded"
-            )
+                infos = client.list_snapshots()
+                result.listed = len(infos)
+                say("3. your snapshots on the server:")
+                for info in infos:
+                    say(f"   {info.id[:12]}  {info.name}  {info.created}")
 
-            infos = client.list_snapshots()
-            result.listed = len(infos)
-            say("3. your snapshots on the server:")
-            for info in infos:
-                say(f"   {info.id[:12]}  {info.name}  {info.created}")
+                say(
+                    "4. editing iris.csv (five new flowers), retraining, "
+                    "capturing again"
+                )
+                with open(workspace / "iris.csv", "a") as f:
+                    for row in (
+                        "5.0,3.4,1.5,0.2,setosa",
+                        "6.1,2.9,4.7,1.4,versicolor",
+                        "6.4,2.8,5.6,2.2,virginica",
+                        "5.2,3.5,1.5,0.2,setosa",
+                        "6.0,2.7,5.1,1.6,versicolor",
+                    ):
+                        f.write(row + "\n")
+                namespace = _train(workspace)
+                before = client.bytes_sent
+                second = capture(
+                    namespace=namespace,
+                    include=KEEP,
+                    files=workspace,
+                    name="Iris Snapshot",
+                    tags=["demo", "retrained"],
+                    to=client,
+                )
+                result.second_upload = client.bytes_sent - before
+                result.snapshot_ids.append(second.id)
+                say(
+                    f"   pushed snapshot {second.id[:12]}: only "
+                    f"{result.second_upload} bytes uploaded this time "
+                    f"(the first push sent {result.first_upload})"
+                )
 
-            say("4. editing iris.csv (five new flowers), retraining, capturing again")
-            with open(workspace / "iris.csv", "a") as f:
-                for row in (
-                    "5.0,3.4,1.5,0.2,setosa",
-                    "6.1,2.9,4.7,1.4,versicolor",
-                    "6.4,2.8,5.6,2.2,virginica",
-                    "5.2,3.5,1.5,0.2,setosa",
-                    "6.0,2.7,5.1,1.6,versicolor",
-                ):
-                    f.write(row + "\n")
-            namespace = _train(workspace)
-            before = client.bytes_sent
-            second = capture(
-                namespace=namespace,
-                include=KEEP,
-                files=workspace,
-                name="Iris Snapshot",
-                tags=["demo", "retrained"],
-                to=client,
-            )
-            result.second_upload = client.bytes_sent - before
-            result.snapshot_ids.append(second.id)
-            say(
-                f"   pushed snapshot {second.id[:12]}: only "
-                f"{result.second_upload} bytes uploaded this time "
-                f"(the first push sent {result.first_upload})"
-            )
+                say("5. what changed between the two snapshots:")
+                d = diff((client, first.id), (client, second.id))
+                result.diff_changed = d.changed
+                for line in d.render(stat=True).splitlines():
+                    say("   " + line)
+                rep = audit((client, first.id), budget="50MB")
+                result.audit_ok = rep.ok
+                say(
+                    f"   audit of {first.id[:12]}: "
+                    + ("within the 50 MB budget" if rep.ok else "over budget")
+                )
 
-            say("5. what changed between the two snapshots:")
-            d = diff((client, first.id), (client, second.id))
-            result.diff_changed = d.changed
-            for line in d.render(stat=True).splitlines():
-                say("   " + line)
-            rep = audit((client, first.id), budget="50MB")
-            result.audit_ok = rep.ok
-            say(
-                f"   audit of {first.id[:12]}: "
-                + ("within the 50 MB budget" if rep.ok else "over budget")
-            )
-
-            into = base / "restored"
-            say(f"6. restoring {first.id[:12]} into {into}")
-            restored = restore(client, into=into, snapshot_id=first.id)
-            result.restored_files = restored.written
-            flower = [[5.9, 3.0, 5.1, 1.8]]
-            result.prediction = restored.objects["score"](flower)
-            say(
-                f"   {len(restored.written)} files written; the restored model says "
-                f"{flower[0]} is {result.prediction[0]}"
-            )
+                into = base / "restored"
+                say(f"6. restoring {first.id[:12]} into {into}")
+                restored = restore(client, into=into, snapshot_id=first.id)
+                result.restored_files = restored.written
+                flower = [[5.9, 3.0, 5.1, 1.8]]
+                result.prediction = restored.objects["score"](flower)
+                say(
+                    f"   {len(restored.written)} files written; "
+                    "the restored model says "
+                    f"{flower[0]} is {result.prediction[0]}"
+                )
         say(
             "done: the server is stopped"
             + (
