@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import runpy
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,12 @@ def command(
             if not path or not function:
                 raise UsageError(f"--for {entrypoint!r}: expected SCRIPT:FUNCTION")
             used = used_globals(Path(path), function)
-            include = sorted(n for n in used | {function} if n in namespace) + (
-                include or []
-            )
+            # Modules the function uses are libraries, recorded as such.
+            include = sorted(
+                n
+                for n in used | {function}
+                if n in namespace and not isinstance(namespace[n], types.ModuleType)
+            ) + (include or [])
 
     to: Any = output
     if push:
