@@ -132,7 +132,14 @@ class AuthError(RemoteError, PermissionError):
 
 
 class ConflictError(RemoteError):
-    """The server refused a commit because blobs it names are not uploaded."""
+    """The server refused a commit because blobs it names are not uploaded.
+
+    ``missing`` lists their ids, as the server gave them.
+    """
+
+    def __init__(self, message: str, missing: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing: list[str] = list(missing or [])
 
 
 class BudgetExceededError(SnapkitError):

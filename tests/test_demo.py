@@ -22,7 +22,10 @@ def test_run_demo_tours_every_part(tmp_path: Path) -> None:
     assert result.diff_changed
     assert result.audit_ok
     assert sorted(result.restored_files) == [
-        ".snapignore", "README.md", "iris.csv", "train.py"
+        ".snapignore",
+        "README.md",
+        "iris.csv",
+        "train.py",
     ]
     assert result.prediction == ["virginica"]
     restored = tmp_path / "tour" / "restored" / "iris.csv"
@@ -36,11 +39,20 @@ def test_snapkit_demo_command_in_a_child_process(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "snapkit", "demo"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    for step in ("1. workspace", "2. training", "3. your snapshots",
-                 "5. what changed", "6. restoring", "done"):
+    for step in (
+        "1. workspace",
+        "2. training",
+        "3. your snapshots",
+        "5. what changed",
+        "6. restoring",
+        "done",
+    ):
         assert step in proc.stdout
     assert "Traceback" not in proc.stderr
     assert not any(p.name.startswith("snapkit-demo-") for p in tmp_path.iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,11 @@ from snapkit.cli._common import echo_json, json_option, open_source
 from snapkit.diff import STORE_MARKER, load_source
 
 
-def _source(spec: str) -> Any:
+def _source(spec: str, stack: ExitStack) -> Any:
     path = Path(spec)
     if path.is_dir() and not (path / STORE_MARKER).exists():
         return path
-    src = load_source(open_source(spec))
+    src = load_source(stack.enter_context(open_source(spec)))
     src.label = spec
     return src
 
@@ -82,15 +83,16 @@ def command(
     rule is printed with its limit, the actual value and the largest items);
     2 usage; 4 not found. JSON schema: docs/audit-json.md ("snapkit.audit/1").
     """
-    report = audit(
-        _source(source),
-        budget=budget,
-        max_object=max_object,
-        max_file=max_file,
-        baseline=_source(baseline) if baseline else None,
-        entrypoint=entrypoint,
-        top=top,
-    )
+    with ExitStack() as stack:
+        report = audit(
+            _source(source, stack),
+            budget=budget,
+            max_object=max_object,
+            max_file=max_file,
+            baseline=_source(baseline, stack) if baseline else None,
+            entrypoint=entrypoint,
+            top=top,
+        )
     if as_json:
         echo_json(report.to_json())
     else:

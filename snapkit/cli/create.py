@@ -53,7 +53,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--output",
     "output",
     type=click.Path(path_type=Path),
-    help="Archive to write (created, or the snapshot is added to it).",
+    help="Archive to write (created, or the snapshot is added to it), or an "
+    "existing folder to use as a local store.",
 )
 @click.option("--name", help="Snapshot name (default: the folder name).")
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot; repeatable.")
@@ -166,27 +167,36 @@ def command(
             ) + (include or [])
 
     to: Any = output
+    client = None
     if push:
         from snapkit.remote.client import Client
 
-        to = Client()
+        client = to = Client()
     report = CaptureReport()
-    snap = capture(
-        namespace=namespace,
-        include=include,
-        exclude=_split(exclude_object),
-        files=None if no_files else (root or Path(".")),
-        file_exclude=file_exclude,
-        file_include=file_include,
-        allow_secrets=allow_secrets,
-        name=name,
-        tags=tags,
-        to=to,
-        dry_run=dry_run,
-        level=level,
-        on_unpicklable="skip" if skip_unpicklable else "raise",
-        report=report,
-    )
+    try:
+        snap = capture(
+            namespace=namespace,
+            include=include,
+            exclude=_split(exclude_object),
+            files=None if no_files else (root or Path(".")),
+            file_exclude=file_exclude,
+            file_include=file_include,
+            allow_secrets=allow_secrets,
+            name=name,
+            tags=tags,
+            to=to,
+            dry_run=dry_run,
+            level=level,
+            on_unpicklable="skip" if skip_unpicklable else "raise",
+            report=report,
+        )
+    except BaseException:
+        if client is not None:
+            client.abort()
+        raise
+    # capture() leaves a repository it was handed open; the client is ours.
+    if client is not None:
+        client.close()
     m = snap.manifest
     stored = sum(o.stored_size for o in m.objects) + sum(f.stored_size for f in m.files)
     if as_json:

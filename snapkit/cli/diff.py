@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -10,12 +11,13 @@ from snapkit.cli._common import echo_json, json_option, open_source
 from snapkit.diff import STORE_MARKER, Source, diff_sources, load_source, text_patch
 
 
-def resolve(spec: str) -> Source:
-    """A workspace directory is the live side; anything else names a snapshot."""
+def resolve(spec: str, stack: ExitStack) -> Source:
+    """A workspace directory is the live side; anything else names a snapshot
+    (kept open until ``stack`` closes: ``--patch`` reads its blobs)."""
     path = Path(spec)
     if path.is_dir() and not (path / STORE_MARKER).exists():
         return load_source(path)
-    snap = open_source(spec)
+    snap = stack.enter_context(open_source(spec))
     src = load_source(snap)
     src.label = spec
     return src
@@ -51,14 +53,15 @@ def command(
     they do); 2 usage, 3 integrity, 4 not found. JSON schema:
     docs/diff-json.md ("snapkit.diff/1").
     """
-    sa, sb = resolve(a), resolve(b)
-    d = diff_sources(sa, sb)
-    if as_json:
-        echo_json(d.to_json())
-    else:
-        click.echo(d.render(stat=stat), nl=False)
-        if patch:
-            for line in text_patch(d, sa, sb):
-                click.echo(line, nl=not line.endswith("\n"))
+    with ExitStack() as stack:
+        sa, sb = resolve(a, stack), resolve(b, stack)
+        d = diff_sources(sa, sb)
+        if as_json:
+            echo_json(d.to_json())
+        else:
+            click.echo(d.render(stat=stat), nl=False)
+            if patch:
+                for line in text_patch(d, sa, sb):
+                    click.echo(line, nl=not line.endswith("\n"))
     if exit_code and d.changed:
         raise click.exceptions.Exit(1)

@@ -21,8 +21,7 @@ def connect(progress: bool = False) -> Client:
         from snapkit.remote.client import Client
     except ImportError as exc:
         raise UsageError(
-            "talking to a server needs the client extra: "
-            "pip install 'snapkit[client]'"
+            "talking to a server needs the client extra: pip install 'snapkit[client]'"
         ) from exc
     return Client(progress=progress)
 

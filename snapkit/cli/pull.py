@@ -30,9 +30,7 @@ __all__ = ["command"]
 )
 @json_option
 @quiet_option
-def command(
-    snapshot_id: str, output: Path | None, as_json: bool, quiet: bool
-) -> None:
+def command(snapshot_id: str, output: Path | None, as_json: bool, quiet: bool) -> None:
     """Pull snapshot ID (or a unique prefix) from the server into an archive."""
     with connect(progress_enabled(quiet, as_json)) as client:
         if output is None:

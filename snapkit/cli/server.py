@@ -1,4 +1,5 @@
-"""``snapkit server serve|adduser``: run the snapshot server, add users."""
+"""``snapkit server serve|adduser|gc``: run the snapshot server, add users,
+collect garbage."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from snapkit.cli._common import echo_json, json_option
-from snapkit.errors import UsageError
+from snapkit.cli._common import echo_json, human_size, json_option
+from snapkit.errors import NotFoundError, UsageError
 
 __all__ = ["command", "default_data_dir"]
 
@@ -64,15 +65,24 @@ def serve(host: str, port: int, data: Path | None, max_body: int) -> None:
     import uvicorn
 
     from snapkit.server.app import ServerConfig, create_app
+    from snapkit.server.gc import data_lock
 
     config = ServerConfig(data=data or default_data_dir(), max_body=max_body << 20)
-    app = create_app(config)
-    click.echo(
-        f"snapkit server on http://{host}:{port} (data in {config.data}); "
-        "add users with `snapkit server adduser NAME`",
-        err=True,
-    )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # One process writes the pack store: not two servers, not a server and
+    # the pack step of `snapkit server gc`.
+    with data_lock(config.data) as locked:
+        if not locked:
+            raise UsageError(
+                f"{config.data} is in use by another `snapkit server serve` or "
+                "`snapkit server gc`; stop it or give another --data folder"
+            )
+        app = create_app(config)
+        click.echo(
+            f"snapkit server on http://{host}:{port} (data in {config.data}); "
+            "add users with `snapkit server adduser NAME`",
+            err=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @command.command("adduser")
@@ -104,3 +114,79 @@ def adduser(name: str, data: Path | None, as_json: bool) -> None:
             "Use it with: snapkit login URL --token TOKEN",
             err=True,
         )
+
+
+@command.command("gc")
+@data_option
+@click.option(
+    "--grace",
+    default="1h",
+    show_default=True,
+    help="Keep blobs uploaded more recently than this (s, m, h, d), so pushes "
+    "under way are not disturbed.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Report what would be removed; change nothing."
+)
+@json_option
+def gc(data: Path | None, grace: str, dry_run: bool, as_json: bool) -> None:
+    """Remove blobs no snapshot names any more, for every user.
+
+    Ownership of blobs that none of a user's snapshots names and that were
+    uploaded longer ago than --grace is dropped; then blobs nobody owns are
+    removed from the packs. The first step is safe while the server runs (a
+    push that loses its blobs is told so at commit and uploads them again);
+    the second needs the server stopped and is skipped, with a note, while
+    it runs. There is no HTTP route for this on purpose.
+    """
+    from snapkit.server.gc import collect_server_garbage, data_lock, parse_duration
+    from snapkit.server.metadata import open_metadata
+    from snapkit.store.local import LocalStore
+
+    period = parse_duration(grace)
+    folder = data or default_data_dir()
+    if not (folder / "metadata.sqlite3").exists():
+        raise NotFoundError(
+            f"{folder} holds no server data; give the folder `snapkit server "
+            "serve --data` uses"
+        )
+    meta = open_metadata(folder)
+    try:
+        with data_lock(folder) as locked:
+            store = None
+            if locked and (folder / "packs" / "snapkit-store").exists():
+                store = LocalStore(folder / "packs", create=False)
+            try:
+                report = collect_server_garbage(
+                    meta, store, grace=period, dry_run=dry_run
+                )
+            finally:
+                if store is not None:
+                    store.close()
+            if not locked:
+                report.note = (
+                    "packs not compacted: a server is running on this data "
+                    "folder; stop it and run again to free disk space"
+                )
+    finally:
+        meta.close()
+    if as_json:
+        echo_json({"data": str(folder), **report.to_dict()})
+        return
+    verb = "would drop" if dry_run else "dropped"
+    click.echo(
+        f"{verb} {report.ownership_removed} ownership rows of "
+        f"{len(report.users)} users (uploaded before {report.recorded_before} "
+        "and named by none of their snapshots)"
+    )
+    if report.store is not None:
+        packs = report.store
+        freed = "would free about" if dry_run else "freed"
+        click.echo(
+            f"packs: {packs.blobs_removed} blobs nobody owns "
+            f"{'would go' if dry_run else 'removed'} ({packs.packs_rewritten} "
+            f"rewritten, {packs.packs_deleted} deleted), {freed} "
+            f"{human_size(packs.bytes_freed)}"
+        )
+    if report.note:
+        click.echo(f"note: {report.note}", err=True)

@@ -13,6 +13,12 @@ What it guarantees:
 * :meth:`Client.add_snapshot` commits the manifest last, so an interrupted
   push leaves no snapshot, and running it again uploads only what the
   server still lacks for this user;
+* when the commit answers 409 because the server no longer holds blobs it
+  had confirmed (garbage collection ran between upload and commit), those
+  ids leave the client's cache of confirmed blobs; if a source repository
+  was given (:meth:`Client.push` gives its archive, or use
+  :meth:`Client.resend_from`), exactly those blobs are uploaded again and
+  the commit is retried once;
 * requests are retried with exponential backoff on connection errors and 5xx
   answers (every call it makes is idempotent, uploads included);
 * server errors surface as :mod:`snapkit.errors` exceptions carrying the
@@ -100,8 +106,7 @@ class Client(Repository):
             token = token or os.environ.get("SNAPKIT_TOKEN") or saved.token
         if not url:
             raise ConfigError(
-                "no server URL: pass url=, set SNAPKIT_URL, or run "
-                "`snapkit login URL`"
+                "no server URL: pass url=, set SNAPKIT_URL, or run `snapkit login URL`"
             )
         if not token:
             raise ConfigError(
@@ -133,6 +138,10 @@ class Client(Repository):
         self.bytes_sent = 0
         self.bytes_received = 0
         self.blobs_sent = 0
+        #: Blobs uploaded again because a commit answered 409.
+        self.blobs_resent = 0
+        #: Where to read blobs again when a commit finds some missing.
+        self._resend: Repository | None = None
         #: Called after each upload batch with (blobs sent, bytes sent).
         self.on_batch: Callable[[int, int], None] | None = None
 
@@ -216,9 +225,9 @@ class Client(Repository):
         if code == "ambiguous_id":
             raise AmbiguousIdError(f"{self.where}: {detail}")
         if status == 409:
-            error = ConflictError(f"{self.where}: {detail}")
-            error.missing = list(problem.get("missing", []))  # type: ignore[attr-defined]
-            raise error
+            raise ConflictError(
+                f"{self.where}: {detail}", [str(i) for i in problem.get("missing", [])]
+            )
         if code in ("blob_mismatch", "bad_manifest"):
             raise IntegrityError(
                 f"{self.where} refused the upload: {detail}. Run `snapkit verify` "
@@ -227,8 +236,7 @@ class Client(Repository):
         if code == "bad_request":
             raise UsageError(f"{self.where}: {detail}")
         raise RemoteError(
-            f"{self.where} answered {status} {code or response.reason_phrase}: "
-            f"{detail}"
+            f"{self.where} answered {status} {code or response.reason_phrase}: {detail}"
         )
 
     def whoami(self) -> str:
@@ -332,9 +340,7 @@ class Client(Repository):
         batch_bytes = 0
         for blob_id in ids:
             size = sizes.get(blob_id, 0)
-            if batch and (
-                batch_bytes + size > FETCH_BYTES or len(batch) >= MAX_IDS
-            ):
+            if batch and (batch_bytes + size > FETCH_BYTES or len(batch) >= MAX_IDS):
                 yield from self._fetch(batch)
                 batch, batch_bytes = [], 0
             batch.append(blob_id)
@@ -358,7 +364,10 @@ class Client(Repository):
         """Upload what is queued, then commit; raise ConflictError if blobs lack."""
         self.flush()
         data = manifest.encode()
-        answer = self._request("POST", "/snapshots", body=data).json()
+        try:
+            answer = self._request("POST", "/snapshots", body=data).json()
+        except ConflictError as exc:
+            answer = self._recommit(data, exc)
         snapshot_id = str(answer["id"])
         if snapshot_id != codec.blob_id(data):
             raise RemoteError(
@@ -367,6 +376,50 @@ class Client(Repository):
             )
         log.info("%s: committed snapshot %s", self.where, snapshot_id[:12])
         return snapshot_id
+
+    def _recommit(self, data: bytes, conflict: ConflictError) -> Any:
+        """Upload again the blobs a 409 lists, then commit once more."""
+        missing = conflict.missing
+        with self._lock:
+            # Those the server confirmed once and holds no longer.
+            confirmed = self._known.intersection(missing)
+            self._known.difference_update(missing)
+        source = self._resend
+        if source is None or not missing:
+            if not confirmed:
+                raise conflict
+            raise ConflictError(
+                f"{conflict} (the server no longer holds {len(missing)} blobs "
+                "it had confirmed, e.g. after garbage collection). Run the same "
+                "push or capture again: it uploads only those",
+                missing,
+            ) from conflict
+        log.warning(
+            "%s: commit found %d blobs missing (collected meanwhile?); "
+            "uploading them again from %s",
+            self.where,
+            len(missing),
+            source.where,
+        )
+        for blob_id in missing:
+            blob = source.get_raw(blob_id)
+            with self._lock:
+                self._pending[blob.id] = blob
+                self._pending_bytes += blob.stored_size
+        self.flush()
+        with self._lock:
+            self.blobs_resent += len(missing)
+        return self._request("POST", "/snapshots", body=data).json()
+
+    @contextmanager
+    def resend_from(self, source: Repository) -> Iterator[None]:
+        """While the block runs, a commit that answers 409 re-reads the blobs
+        it lists from ``source`` and uploads them again, once."""
+        previous, self._resend = self._resend, source
+        try:
+            yield
+        finally:
+            self._resend = previous
 
     def list_snapshots(
         self,
@@ -451,7 +504,10 @@ class Client(Repository):
                 ids = [info.id for info in source.snapshots()]
             done = []
             for sid in ids:
-                with self._bar(f"push {sid[:12]}") as progress:
+                with (
+                    self._bar(f"push {sid[:12]}") as progress,
+                    self.resend_from(source),
+                ):
                     done.append(copy(source, self, sid, progress=progress))
         return done
 

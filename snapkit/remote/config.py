@@ -64,7 +64,7 @@ def _parse_lines(text: str, where: Path) -> dict[str, Any]:
         match = _LINE.fullmatch(line)
         if match is None:
             raise ConfigError(
-                f"config file {where} line {number} is not `key = \"value\"`; "
+                f'config file {where} line {number} is not `key = "value"`; '
                 "fix it or run `snapkit login URL` again"
             )
         values[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))

@@ -111,9 +111,7 @@ class ServerConfig:
 class Problem(Exception):
     """An error response in problem+json form."""
 
-    def __init__(
-        self, status: int, code: str, detail: str, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
@@ -445,9 +443,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         """
         ids = _check_ids(body.ids, config.max_ids)
         sizes = meta.owned_sizes(user.id, ids)
-        return MissingResponse(
-            missing=[i for i in ids if i not in sizes], sizes=sizes
-        )
+        return MissingResponse(missing=[i for i in ids if i not in sizes], sizes=sizes)
 
     @app.post(
         f"{API}/blobs",
@@ -494,9 +490,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         batch = list(blobs.values())
         sizes = await run_in_threadpool(storage.put_many, batch)
         await run_in_threadpool(meta.add_blobs, user.id, sizes)
-        log.info(
-            "user %s uploaded %d blobs, %d bytes", user.name, len(batch), received
-        )
+        log.info("user %s uploaded %d blobs, %d bytes", user.name, len(batch), received)
         return UploadResponse(blobs=len(batch), bytes=received)
 
     @app.post(

@@ -14,6 +14,12 @@ Ordering contract (promise "nothing half-written"): callers record blob
 ownership only after the blob is durable in storage, and
 :meth:`Metadata.add_snapshot` re-checks ownership of every blob inside the
 same transaction that inserts the snapshot.
+
+Garbage collection (:mod:`.gc`) deletes ownership rows that none of their
+user's snapshots names and that were recorded before a cutoff, in one
+transaction (:meth:`Metadata.collect_blobs`), so it never interleaves with a
+commit: a push whose blobs were collected first gets 409 at commit. Which
+blobs a snapshot names is kept in ``snapshot_blobs`` for that purpose.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 __all__ = [
+    "CollectedBlob",
     "Metadata",
     "SQLiteMetadata",
     "SnapshotRow",
@@ -64,6 +71,16 @@ class SnapshotRow:
     committed: str
 
 
+@dataclass(frozen=True)
+class CollectedBlob:
+    """An ownership row garbage collection removed (or would remove)."""
+
+    user_id: int
+    user_name: str
+    blob_id: str
+    stored_size: int
+
+
 class Metadata(abc.ABC):
     """What the app needs from a metadata database."""
 
@@ -89,7 +106,30 @@ class Metadata(abc.ABC):
 
     @abc.abstractmethod
     def add_blobs(self, user_id: int, sizes: dict[str, int]) -> None:
-        """Record ownership of durable blobs, all in one transaction."""
+        """Record ownership of durable blobs, all in one transaction.
+
+        Recording a blob the user owns already renews its ``recorded`` time,
+        which restarts its garbage-collection grace period.
+        """
+
+    @abc.abstractmethod
+    def collect_blobs(
+        self, recorded_before: str, *, dry_run: bool = False
+    ) -> list[CollectedBlob]:
+        """Delete every ownership row that no snapshot of its user names and
+        that was recorded before ``recorded_before`` (ISO time, UTC, ``Z``).
+
+        One transaction, so it is atomic with respect to
+        :meth:`add_snapshot`. ``dry_run`` returns the rows without deleting.
+        """
+
+    @abc.abstractmethod
+    def owner_counts(self, ids: Sequence[str]) -> dict[str, int]:
+        """How many users own each of ``ids`` (ids nobody owns are absent).
+
+        For garbage collection only: it answers across users, so no route
+        may expose it.
+        """
 
     # -- snapshots ---------------------------------------------------------
 
@@ -173,6 +213,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (user_id, id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (user_id, created, id);
+CREATE TABLE IF NOT EXISTS snapshot_blobs (
+    user_id      INTEGER NOT NULL,
+    snapshot_id  TEXT NOT NULL,
+    blob_id      TEXT NOT NULL,
+    PRIMARY KEY (user_id, blob_id, snapshot_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snapshot_blobs_by_snapshot
+    ON snapshot_blobs (user_id, snapshot_id);
 CREATE TABLE IF NOT EXISTS snapshot_tags (
     user_id      INTEGER NOT NULL,
     snapshot_id  TEXT NOT NULL,
@@ -182,6 +230,22 @@ CREATE TABLE IF NOT EXISTS snapshot_tags (
 """
 
 _COLUMNS = "id, name, created, tags, raw_size, objects, files, committed"
+#: 1: snapshot_blobs lists the blobs of every snapshot.
+_SCHEMA_VERSION = 1
+
+
+def _backfill_snapshot_blobs(db: sqlite3.Connection) -> None:
+    """Fill ``snapshot_blobs`` for snapshots committed before it existed."""
+    from snapkit.workspace.manifest import Manifest
+
+    found = db.execute("SELECT user_id, id, manifest FROM snapshots").fetchall()
+    for user_id, sid, data in found:
+        ids = Manifest.decode(bytes(data), f"snapshot {sid}").blob_ids()
+        db.executemany(
+            "INSERT OR IGNORE INTO snapshot_blobs (user_id, snapshot_id, blob_id) "
+            "VALUES (?, ?, ?)",
+            [(user_id, sid, bid) for bid in ids],
+        )
 
 
 def _now() -> str:
@@ -228,6 +292,10 @@ class SQLiteMetadata(Metadata):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version < _SCHEMA_VERSION:
+                _backfill_snapshot_blobs(db)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -301,10 +369,50 @@ class SQLiteMetadata(Metadata):
         now = _now()
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO blobs (user_id, blob_id, stored_size, recorded) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO blobs (user_id, blob_id, stored_size, recorded) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (user_id, blob_id) "
+                "DO UPDATE SET recorded = excluded.recorded",
                 [(user_id, bid, size, now) for bid, size in sizes.items()],
             )
+
+    def collect_blobs(
+        self, recorded_before: str, *, dry_run: bool = False
+    ) -> list[CollectedBlob]:
+        # Not named by any snapshot of the row's own user, and old enough.
+        unreferenced = (
+            "b.recorded < ? AND NOT EXISTS (SELECT 1 FROM snapshot_blobs s "
+            "WHERE s.user_id = b.user_id AND s.blob_id = b.blob_id)"
+        )
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT b.user_id, u.name, b.blob_id, b.stored_size FROM blobs b "
+                f"JOIN users u ON u.id = b.user_id WHERE {unreferenced} "
+                "ORDER BY b.user_id, b.blob_id",
+                (recorded_before,),
+            ).fetchall()
+            if not dry_run:
+                db.execute(
+                    f"DELETE FROM blobs AS b WHERE {unreferenced}", (recorded_before,)
+                )
+        return [
+            CollectedBlob(int(uid), str(name), str(bid), int(size))
+            for uid, name, bid, size in found
+        ]
+
+    def owner_counts(self, ids: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._transaction() as db:
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                counts.update(
+                    (str(bid), int(n))
+                    for bid, n in db.execute(
+                        "SELECT blob_id, COUNT(*) FROM blobs "
+                        f"WHERE blob_id IN ({marks}) GROUP BY blob_id",
+                        tuple(part),
+                    )
+                )
+        return counts
 
     # -- snapshots ---------------------------------------------------------
 
@@ -348,6 +456,11 @@ class SQLiteMetadata(Metadata):
                     "INSERT OR IGNORE INTO snapshot_tags (user_id, snapshot_id, tag) "
                     "VALUES (?, ?, ?)",
                     [(user_id, row.id, tag) for tag in row.tags],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO snapshot_blobs "
+                    "(user_id, snapshot_id, blob_id) VALUES (?, ?, ?)",
+                    [(user_id, row.id, bid) for bid in wanted],
                 )
         return []
 
@@ -425,6 +538,10 @@ class SQLiteMetadata(Metadata):
                 "DELETE FROM snapshot_tags WHERE user_id = ? AND snapshot_id = ?",
                 (user_id, snapshot_id),
             )
+            db.execute(
+                "DELETE FROM snapshot_blobs WHERE user_id = ? AND snapshot_id = ?",
+                (user_id, snapshot_id),
+            )
         return bool(gone)
 
 
@@ -433,4 +550,3 @@ def open_metadata(data_dir: str | Path) -> Metadata:
     root = Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     return SQLiteMetadata(root / "metadata.sqlite3")
-

@@ -32,8 +32,9 @@ def test_login_push_ls_pull_rm(
 
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "a.bin").write_bytes(os.urandom(10_000))
-    snap = capture(files=tmp_path / "ws", name="cli", tags=["t"],
-                   to=tmp_path / "a.snap")
+    snap = capture(
+        files=tmp_path / "ws", name="cli", tags=["t"], to=tmp_path / "a.snap"
+    )
 
     code, out, _ = _run("push", str(tmp_path / "a.snap"), "--json")
     assert code == 0

@@ -33,8 +33,12 @@ def _workspace(root: Path, files: int = 5, size: int = 50_000) -> Path:
 def test_push_then_pull_round_trip(tmp_path: Path, client: Client) -> None:
     """An archive pushed and pulled back holds the same snapshot and bytes."""
     ws = _workspace(tmp_path / "ws")
-    snap = capture(objects={"model": {"k": 3}}, files=ws, name="Iris Snapshot",
-                   to=tmp_path / "a.snap")
+    snap = capture(
+        objects={"model": {"k": 3}},
+        files=ws,
+        name="Iris Snapshot",
+        to=tmp_path / "a.snap",
+    )
     [stats] = client.push(tmp_path / "a.snap")
     assert stats.snapshot_id == snap.id
     assert stats.blobs_sent == stats.blobs_total > 0
@@ -83,7 +87,7 @@ def test_commit_without_blobs_is_conflict(client: Client) -> None:
     )
     with pytest.raises(ConflictError, match="not uploaded") as caught:
         client.add_snapshot(manifest)
-    assert caught.value.missing == [blob.id]  # type: ignore[attr-defined]
+    assert caught.value.missing == [blob.id]
 
 
 def test_unknown_snapshot_is_not_found(client: Client) -> None:

@@ -57,8 +57,14 @@ def test_killed_push_leaves_no_snapshot_and_resumes(
     script.write_text(CHILD)
 
     child = subprocess.Popen(
-        [sys.executable, str(script), server.url, token,
-         str(tmp_path / "big.snap"), str(BATCH)],
+        [
+            sys.executable,
+            str(script),
+            server.url,
+            token,
+            str(tmp_path / "big.snap"),
+            str(BATCH),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

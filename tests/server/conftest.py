@@ -65,7 +65,9 @@ def random_blobs(count: int, size: int = 4096) -> list[StoredBlob]:
 
 
 def manifest_of(
-    blobs: list[StoredBlob], name: str = "test", tags: list[str] | None = None,
+    blobs: list[StoredBlob],
+    name: str = "test",
+    tags: list[str] | None = None,
     created: str = "2026-01-01T00:00:00.000000Z",
 ) -> Manifest:
     """A snapshot whose files are the given blobs, one per file."""

@@ -73,8 +73,11 @@ def test_other_users_blob_answers_like_unknown(
     made_up = secrets.token_hex(32)
     bob = api["bob"]
 
-    _same(bob.http.get(f"/blobs/{theirs}"), bob.http.get(f"/blobs/{made_up}"),
-          {theirs: made_up})
+    _same(
+        bob.http.get(f"/blobs/{theirs}"),
+        bob.http.get(f"/blobs/{made_up}"),
+        {theirs: made_up},
+    )
     _same(
         bob.http.post("/blobs/fetch", json={"ids": [theirs]}),
         bob.http.post("/blobs/fetch", json={"ids": [made_up]}),

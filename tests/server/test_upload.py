@@ -96,9 +96,7 @@ def test_body_over_the_cap_is_413(tmp_path: Path, chunked: bool) -> None:
         with httpx.Client(
             base_url=small.url, headers={"Authorization": f"Bearer {token}"}
         ) as http:
-            answer = http.post(
-                "/api/v1/blobs", content=content if chunked else body
-            )
+            answer = http.post("/api/v1/blobs", content=content if chunked else body)
             assert answer.status_code == 413
             assert answer.headers["content-type"] == "application/problem+json"
             assert answer.json()["code"] == "body_too_large"
