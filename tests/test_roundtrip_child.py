@@ -199,7 +199,6 @@ def test_round_trip_in_fresh_interpreters(
     tmp_path: Path, isolated_cache: Path, kind: str
 ) -> None:
     """Objects equal (arrays bitwise, same predictions); files, modes, links."""
-    pytest.importorskip("sklearn")
     ws, out = tmp_path / "ws", tmp_path / "out"
     ws.mkdir()
     if kind == "archive":

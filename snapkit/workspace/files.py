@@ -177,6 +177,8 @@ def _walk_one(
         why = f"unreadable directory ({exc.strerror or exc})"
         log.warning("skipping %s: %s", directory, why)
         result.ignored.append((current.path or ".", why))
+        # Not an empty directory to recreate: its content is unknown.
+        visited_dirs[:] = [d for d in visited_dirs if d.path != current.path]
         return []
 
     chain = current.chain

@@ -18,9 +18,7 @@ from .test_audit_model import manifest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)"
-)
+needs_chromium = pytest.mark.usefixtures("chromium_tool")
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import snapkit
 from snapkit.audit import audit
 from snapkit.cli import main
-
-np = pytest.importorskip("numpy")
 
 pytestmark = pytest.mark.slow
 MB = 1_000_000

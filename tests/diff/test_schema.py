@@ -8,14 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
+import jsonschema
 
 from snapkit.diff import diff
 from snapkit.workspace.manifest import FileEntry
 
 from .manifests import iris_manifest, iris_pair
-
-jsonschema = pytest.importorskip("jsonschema")
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -294,7 +294,7 @@ def test_error_names_archive_and_blob(small_archive: SmallArchive) -> None:
 # -- other tools can read it ---------------------------------------------------
 
 
-@pytest.mark.skipif(ZSTD is None, reason="the zstd command-line tool is not installed")
+@pytest.mark.usefixtures("zstd_tool")
 def test_blob_frames_readable_by_zstd_tool(small_archive: SmallArchive) -> None:
     """Each ZSTD record, cut out via the index, decompresses with `zstd -d`."""
     assert ZSTD is not None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -209,27 +213,56 @@ def test_excluded_directories_are_never_opened(
     }
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0,
-    reason="root can read a mode-000 directory",
-)
-def test_unreadable_directory_is_reported_not_fatal(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A directory that cannot be listed is logged and listed as ignored."""
+_LIST_IN_CHILD = """
+import json, logging, sys
+from snapkit.workspace.files import scan
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+result = scan(sys.argv[1])
+print(json.dumps({"entries": [c.path for c in result.entries],
+                  "ignored": [list(pair) for pair in result.ignored]}))
+"""
+
+
+def _without_root_powers() -> list[str]:
+    """A command prefix under which file modes bind, even for root.
+
+    Root reads a mode-000 directory through CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH; util-linux's setpriv starts the child without them.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "running as root needs util-linux's setpriv for this test"
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", "--"]
+
+
+def test_unreadable_directory_is_reported_not_fatal(tmp_path: Path) -> None:
+    """A directory that cannot be listed is logged and listed as ignored.
+
+    The scan runs in a child process that file modes really bind (see
+    :func:`_without_root_powers`), so the test means the same as root.
+    """
     touch(tmp_path / "ok.txt")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0)
     try:
-        result = scan(tmp_path)
+        child = subprocess.run(
+            [*_without_root_powers(), sys.executable, "-c", _LIST_IN_CHILD, tmp_path],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         locked.chmod(0o700)
 
-    assert [c.path for c in result.entries] == ["ok.txt"]
-    assert result.ignored[0][0] == "locked"
-    assert result.ignored[0][1].startswith("unreadable directory")
-    assert "locked" in caplog.text
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result["entries"] == ["ok.txt"]
+    assert result["ignored"][0][0] == "locked"
+    assert result["ignored"][0][1].startswith("unreadable directory")
+    assert "locked" in child.stderr
 
 
 # -- secrets -------------------------------------------------------------------

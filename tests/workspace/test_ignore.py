@@ -21,7 +21,7 @@ from snapkit.workspace.ignore import (
 )
 
 GIT = shutil.which("git")
-needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
+needs_git = pytest.mark.usefixtures("git_tool")
 
 IGNORE_NAMES = {".gitignore", ".snapignore"}
 

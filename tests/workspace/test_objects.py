@@ -200,7 +200,8 @@ def test_fortran_order_array_is_out_of_band_too() -> None:
 
 def test_summaries() -> None:
     """Containers report their length, frames their shape and columns."""
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5], "c": [3, 4]})
     summary = pickle_object("df", frame).summary
     assert summary["shape"] == [2, 3]
@@ -386,8 +387,6 @@ class Widget:
 
 def test_round_trip_through_child_interpreters(tmp_path: Path) -> None:
     """Dump in one fresh interpreter, load in another that lacks the scripts."""
-    pytest.importorskip("pandas")
-    pytest.importorskip("sklearn")
     source = tmp_path / "src"
     source.mkdir()
     (source / "dump.py").write_text(textwrap.dedent(_DUMP))
