@@ -89,12 +89,14 @@ class Snapshot:
             )
         return entry
 
-    def read_object(self, name: str) -> tuple[bytes, list[bytearray]]:
-        """Return the verified pickle stream and buffers of ``name``, unloaded."""
+    def read_object(self, name: str) -> tuple[bytearray, list[bytearray]]:
+        """Return the verified pickle stream and buffers of ``name``, unloaded.
+
+        Each is one allocation of its exact size, never copied again."""
         entry = self._entry(name)
         with BlobReader(self.repository) as reader:
             where = f"snapshot {self.id[:12]} object {name}"
-            stream = bytes(reader.read(entry.pickle, where))
+            stream = reader.read(entry.pickle, where)
             buffers = [reader.read(b, where) for b in entry.buffers]
         return stream, buffers
 

@@ -312,7 +312,15 @@ class LocalStore(Repository):
             return cached
         where = f"{self.where}: snapshot {snapshot_id}"
         try:
-            data = (self.root / "snapshots" / snapshot_id).read_bytes()
+            with open(self.root / "snapshots" / snapshot_id, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > codec.MAX_BLOB_SIZE:
+                    raise FormatError(
+                        f"{where}: manifest file of {size} bytes is over the "
+                        f"{codec.MAX_BLOB_SIZE}-byte ceiling on a manifest; the "
+                        "store is damaged. Run `snapkit verify` on it"
+                    )
+                data = f.read()
         except FileNotFoundError as exc:
             raise NotFoundError(
                 f"{where} does not exist; list them with `snapkit ls`"

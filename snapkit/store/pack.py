@@ -53,8 +53,9 @@ _HEADER = struct.Struct(">8sHB5s")
 _FOOTER = struct.Struct(">QQ32s8s")
 HEADER_SIZE = _HEADER.size
 FOOTER_SIZE = _FOOTER.size
-#: Ceiling on an index: 10 million entries of about 90 bytes.
-MAX_INDEX = 1 << 30
+#: Ceiling on an index: the msgpack document ceiling, checked against the
+#: footer before the index is read (about 5 million entries of ~100 bytes).
+MAX_INDEX = serial.MAX_DOCUMENT
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class PackReader:
         index = os.pread(self._fd, index_len, index_at)
         if len(index) != index_len or hashlib.sha256(index).digest() != digest:
             raise self._fail("index checksum mismatch")
-        doc = serial.unpack(index, f"{self.where}: index")
+        doc = serial.unpack(index, f"{self.where}: index", max_size=MAX_INDEX)
         if not isinstance(doc, dict) or set(doc) != {"blobs", "snapshots"}:
             raise self._fail("index is not a map of blobs and snapshots")
         blobs = self._entries(doc["blobs"], "blobs")

@@ -5,10 +5,14 @@ snapshot is complete before it becomes visible, and diff and audit need no
 blob at all. Its encoding is deterministic (fixed key order, see
 :mod:`snapkit.store.serial`) and the snapshot id is the SHA-256 of those bytes.
 
-Decoding validates the shape of every field and the ceilings on counts; a
-manifest that breaks either raises :class:`~snapkit.errors.FormatError` naming
-the field. Paths are *not* judged safe here: restore checks them again against
-its root, because a manifest can come from anyone.
+Decoding validates the shape of every field, the ceilings on counts and
+sizes, and that the bytes are exactly what :meth:`Manifest.encode` gives for
+the decoded value (the canonical form): a manifest with unknown keys, another
+key order or another integer width would otherwise change its id when it is
+written again, by ``copy`` or an archive append. A manifest that breaks any
+of these raises :class:`~snapkit.errors.FormatError` naming the field. Paths
+are *not* judged safe here: restore checks them again against its root,
+because a manifest can come from anyone.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapkit.errors import FormatError
+from snapkit.errors import FormatError, UsageError
 from snapkit.store import serial
+from snapkit.store.codec import MAX_BLOB_SIZE
 
 __all__ = [
     "FORMAT_VERSION",
@@ -164,7 +169,15 @@ class Manifest:
     # -- identity ---------------------------------------------------------
 
     def encode(self) -> bytes:
-        return serial.pack(_to_wire(self))
+        """The canonical bytes; raises :class:`UsageError` over the ceiling."""
+        data: bytes = serial.pack(_to_wire(self))
+        if len(data) > MAX_BLOB_SIZE:
+            raise UsageError(
+                f"the manifest of snapshot {self.name!r} would take {len(data)} "
+                f"bytes, over the {MAX_BLOB_SIZE}-byte ceiling on a manifest; "
+                "capture fewer files (see .snapignore and --exclude)"
+            )
+        return data
 
     @property
     def id(self) -> str:
@@ -193,8 +206,16 @@ class Manifest:
     @classmethod
     def decode(cls, data: bytes | memoryview, where: str = "manifest") -> Manifest:
         """Parse and validate manifest bytes; raise FormatError naming the field."""
-        doc = serial.unpack(data, where)
-        return _from_wire(doc, where)
+        doc = serial.unpack(data, where, max_size=MAX_BLOB_SIZE)
+        manifest = _from_wire(doc, where)
+        if serial.pack(_to_wire(manifest)) != bytes(data):
+            raise FormatError(
+                f"{where}: the manifest is not in snapkit's canonical encoding "
+                "(unknown keys, another key order or integer width), so writing "
+                "it again would change its id; it was not written by this "
+                "version of snapkit, or it was altered"
+            )
+        return manifest
 
 
 # -- wire format -------------------------------------------------------------
@@ -301,7 +322,13 @@ class _Reader:
             bid = self.check(pair[0], str, p + "[0]")
             if len(bid) != 64 or any(c not in "0123456789abcdef" for c in bid):
                 raise self.fail(p + "[0]", f"is not a hex SHA-256 ({bid[:80]!r})")
-            out.append((bid, self.check(pair[1], int, p + "[1]")))
+            size = self.check(pair[1], int, p + "[1]")
+            if size > MAX_BLOB_SIZE:
+                raise self.fail(
+                    p + "[1]",
+                    f"is {size} bytes, over the {MAX_BLOB_SIZE}-byte blob ceiling",
+                )
+            out.append((bid, size))
         return out
 
 
@@ -379,18 +406,18 @@ def _from_wire(doc: Any, where: str) -> Manifest:
         kind = r.check(item[1], str, p + ".kind")
         if kind not in ("file", "symlink", "dir"):
             raise r.fail(p + ".kind", f"is {kind!r}, expected file, symlink or dir")
-        files.append(
-            FileEntry(
-                path=r.check(item[0], str, p + ".path"),
-                kind=kind,
-                mode=r.check(item[2], int, p + ".mode"),
-                size=r.check(item[3], int, p + ".size"),
-                mtime_ns=r.check(item[4], int, p + ".mtime_ns"),
-                blobs=r.refs(item[5], p + ".blobs"),
-                target=r.opt_str(item[6], p + ".target"),
-                stored_size=r.check(item[7], int, p + ".stored"),
-            )
+        entry = FileEntry(
+            path=r.check(item[0], str, p + ".path"),
+            kind=kind,
+            mode=r.check(item[2], int, p + ".mode"),
+            size=r.check(item[3], int, p + ".size"),
+            mtime_ns=r.check(item[4], int, p + ".mtime_ns"),
+            blobs=r.refs(item[5], p + ".blobs"),
+            target=r.opt_str(item[6], p + ".target"),
+            stored_size=r.check(item[7], int, p + ".stored"),
         )
+        _check_file_shape(r, entry, p)
+        files.append(entry)
     return Manifest(
         name=r.get(doc, "name", str, "manifest"),
         created=r.get(doc, "created", str, "manifest"),
@@ -402,3 +429,28 @@ def _from_wire(doc: Any, where: str) -> Manifest:
         files=files,
         format=fmt,
     )
+
+
+def _check_file_shape(r: _Reader, entry: FileEntry, path: str) -> None:
+    """A file's size is the sum of its chunks; links and folders hold none.
+
+    Restore writes what the chunks hold, so a size that disagrees with them
+    would make ``show``, ``diff`` and ``audit`` report bytes that are not
+    there (or hide bytes that are).
+    """
+    if entry.kind == "file":
+        chunks = sum(size for _, size in entry.blobs)
+        if chunks != entry.size:
+            raise r.fail(
+                path + ".size",
+                f"is {entry.size}, but its chunks add up to {chunks} bytes",
+            )
+        if entry.target is not None:
+            raise r.fail(path + ".target", "is set on a regular file")
+        return
+    if entry.size != 0 or entry.blobs:
+        raise r.fail(path, f"a {entry.kind} entry holds no bytes, but this one does")
+    if entry.kind == "symlink" and not entry.target:
+        raise r.fail(path + ".target", "is empty; a symlink needs a target")
+    if entry.kind == "dir" and entry.target is not None:
+        raise r.fail(path + ".target", "is set on a directory")

@@ -536,7 +536,9 @@ _EXT_OPS = frozenset({"EXT1", "EXT2", "EXT4"})
 _SUBIMPORTS = frozenset({"subimport"})
 
 
-def scan_imports(stream: bytes | memoryview, name: str = "pickle") -> list[str]:
+def scan_imports(
+    stream: bytes | bytearray | memoryview, name: str = "pickle"
+) -> list[str]:
     """Return the sorted ``module:qualname`` globals ``stream`` refers to.
 
     Reads opcodes only (:func:`pickletools.genops`) and emulates the stack,
@@ -661,7 +663,7 @@ def top_modules(imports: Iterable[str]) -> list[str]:
 
 def load_object(
     name: str,
-    stream: bytes | memoryview,
+    stream: bytes | bytearray | memoryview,
     buffers: Sequence[bytes | bytearray | memoryview],
 ) -> Any:
     """Unpickle one object. This RUNS CODE from the stream: trusted input only.

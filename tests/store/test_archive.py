@@ -412,3 +412,33 @@ def test_exception_keeps_old_archive(small_archive: SmallArchive) -> None:
         raise RuntimeError("capture failed")
     assert small_archive.path.read_bytes() == before
     assert [p.name for p in small_archive.path.parent.iterdir()] == ["small.snap"]
+
+
+def test_index_over_the_ceiling_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A footer naming a 512 MiB+ index fails at the footer, reading nothing.
+
+    The archive is a sparse file, so the test costs no disk; the peak of
+    Python allocations shows the index was never read.
+    """
+    import tracemalloc
+
+    from snapkit.store import pack
+
+    path = tmp_path / "huge-index.snap"
+    index_len = pack.MAX_INDEX + 1
+    index_at = pack.HEADER_SIZE
+    with open(path, "wb") as f:
+        f.write(struct.pack(">8sHB5s", pack.MAGIC, pack.FORMAT_VERSION, 1, b"\x00" * 5))
+        f.seek(index_at + index_len)
+        f.write(
+            struct.pack(">QQ32s8s", index_at, index_len, b"\x00" * 32, pack.END_MAGIC)
+        )
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="index") as info:
+            Archive(path).snapshots()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value)
+    assert peak < 16 * 2**20

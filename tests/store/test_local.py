@@ -196,3 +196,22 @@ def test_crash_before_add_snapshot(tmp_path: Path) -> None:
         assert (stats.blobs_total, stats.blobs_sent) == (3, 1)
         assert [s.id for s in dst.snapshots()] == [sid]
         assert dst.verify() == []
+
+
+def test_manifest_file_over_the_ceiling_is_refused_unread(tmp_path: Path) -> None:
+    """A snapshot file larger than any manifest may be is not read at all."""
+    from snapkit.errors import FormatError
+    from snapkit.store.codec import MAX_BLOB_SIZE
+
+    root = tmp_path / "s"
+    with LocalStore(root) as store:
+        blob = store.put(b"x" * 100)
+        sid = store.add_snapshot(file_manifest("a", {"f": [(blob.id, 100)]}))
+    with open(root / "snapshots" / sid, "r+b") as f:
+        f.truncate(MAX_BLOB_SIZE + 1)  # sparse: costs no disk
+    with (
+        LocalStore(root) as store,
+        pytest.raises(FormatError, match="ceiling on a manifest") as info,
+    ):
+        store.snapshot(sid)
+    assert sid in str(info.value)

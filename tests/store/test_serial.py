@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import tracemalloc
 from typing import Any
@@ -15,6 +16,7 @@ from strategies import file_manifest
 
 from snapkit.errors import FormatError
 from snapkit.store import serial
+from snapkit.store.codec import MAX_BLOB_SIZE
 from snapkit.workspace.manifest import (
     Distribution,
     FileEntry,
@@ -151,7 +153,11 @@ def full_manifest() -> Manifest:
             distributions=[Distribution("numpy", "2.0", None)],
             required=["numpy"],
         ),
-        files=[FileEntry("iris.csv", "file", 0o644, 10, 1, [(bid, 10)], None, 5)],
+        files=[
+            FileEntry("iris.csv", "file", 0o644, 10, 1, [(bid, 10)], None, 5),
+            FileEntry("data", "dir", 0o755, 0, 1, [], None, 0),
+            FileEntry("latest.csv", "symlink", 0o777, 0, 1, [], "iris.csv", 0),
+        ],
     )
 
 
@@ -167,7 +173,7 @@ def test_manifest_round_trip_and_id() -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     name=st.text(max_size=30),
-    sizes=st.lists(st.integers(0, 2**40), max_size=5),
+    sizes=st.lists(st.integers(0, MAX_BLOB_SIZE), max_size=5),
 )
 def test_manifest_round_trip_hypothesis(name: str, sizes: list[int]) -> None:
     m = file_manifest(name, {f"f{i}": [("cd" * 32, s)] for i, s in enumerate(sizes)})
@@ -217,6 +223,9 @@ HOSTILE = [
     (["files", 0, 5, 0, 0], "not-hex", r"files\[0\]\.blobs\[0\]\[0\]"),
     (["files", 0], ["iris.csv", "file"], r"files\[0\]"),
     (["files", 0, 6], 3, "target"),
+    (["files", 0, 3], 11, r"files\[0\]\.size.*chunks add up"),
+    (["files", 0, 5, 0, 1], MAX_BLOB_SIZE + 1, r"files\[0\]\.blobs\[0\]\[1\].*ceiling"),
+    (["files", 0, 6], "elsewhere", r"files\[0\]\.target.*regular file"),
 ]
 
 
@@ -248,3 +257,72 @@ def test_manifest_that_is_not_a_map() -> None:
     for doc in ([], "x", 1, None):
         with pytest.raises(FormatError, match="manifest"):
             Manifest.decode(msgpack.packb(doc))
+
+
+def test_a_size_over_the_blob_ceiling_fails_before_any_allocation() -> None:
+    """A ref claiming 2**62 bytes would make a reader allocate that much."""
+    doc = _wire()
+    doc["objects"][0]["pickle"][0][1] = 2**62
+    with pytest.raises(FormatError, match=r"pickle\[0\]\[1\].*ceiling"):
+        Manifest.decode(msgpack.packb(doc))
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda doc: doc.__setitem__("extra", 1), "unknown key"),
+        (lambda doc: doc.update(dict(reversed(list(doc.items())))), "key order"),
+    ],
+    ids=["unknown-key", "key-order"],
+)
+def test_non_canonical_manifest_is_refused(change: Any, why: str) -> None:
+    """Re-encoding would give other bytes, hence another id: refuse it.
+
+    An archive append or a copy writes the manifest again; if decoding
+    accepted these, the copy would sit under an id it does not hash to.
+    """
+    doc = _wire()
+    if why == "key order":
+        doc = dict(reversed(list(doc.items())))
+    else:
+        change(doc)
+    data = msgpack.packb(doc, use_bin_type=True)
+    with pytest.raises(FormatError, match="canonical"):
+        Manifest.decode(data)
+
+
+def test_wider_integer_encoding_is_refused() -> None:
+    """The same value with a wider msgpack integer is another manifest."""
+    data = full_manifest().encode()
+    fmt_one = b"\xa6format\x01"
+    assert fmt_one in data
+    wider = data.replace(fmt_one, b"\xa6format\xcd\x00\x01", 1)
+    with pytest.raises(FormatError, match="canonical"):
+        Manifest.decode(wider)
+
+
+def test_manifest_over_the_ceiling_is_refused_at_encode() -> None:
+    """A manifest that could not be read back is never written."""
+    from snapkit.errors import UsageError
+
+    m = dataclasses.replace(full_manifest(), tags=["x" * 2**20] * 257)
+    with pytest.raises(UsageError, match="ceiling on a manifest"):
+        m.encode()
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "why"),
+    [
+        (3, 5, "holds no bytes"),
+        (6, "", "needs a target"),
+    ],
+)
+def test_link_and_folder_entries_hold_no_bytes(
+    index: int, value: Any, why: str
+) -> None:
+    doc = _wire()
+    link = [e for e in doc["files"] if e[1] == "symlink"]
+    assert link, "full_manifest() should hold a symlink entry"
+    link[0][index] = value
+    with pytest.raises(FormatError, match=why):
+        Manifest.decode(msgpack.packb(doc, use_bin_type=True))
