@@ -203,6 +203,29 @@ def test_second_capture_of_unchanged_files_comes_from_the_stat_cache(
     assert (out / "f2.bin").read_bytes() == b"changed" * 100
 
 
+def test_same_size_edit_with_the_mtime_put_back_is_captured(tmp_path: Path) -> None:
+    """What ``cp -p`` or ``touch -r`` leave: same size and mtime, new bytes."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    model = ws / "model.bin"
+    model.write_bytes(b"A" * 4096)
+    age(ws)
+    mtime_ns = model.stat().st_mtime_ns
+    store = tmp_path / "store"
+    store.mkdir()
+    snapkit.capture(files=ws, to=store).close()
+
+    time.sleep(0.05)  # past the kernel clock tick of the first capture's stat
+    model.write_bytes(b"B" * 4096)
+    os.utime(model, ns=(mtime_ns, mtime_ns))
+    report = CaptureReport()
+    with snapkit.capture(files=ws, to=store, report=report) as snap:
+        assert report.files_from_cache == 0
+        out = tmp_path / "out"
+        snapkit.restore(snap, into=out, objects=[])
+    assert (out / "model.bin").read_bytes() == b"B" * 4096
+
+
 def test_stat_cache_never_trusts_a_racy_file(tmp_path: Path) -> None:
     """Files changed within the racy window are read again every time."""
     ws = tmp_path / "ws"

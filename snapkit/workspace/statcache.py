@@ -2,18 +2,27 @@
 
 For each destination repository, the cache remembers which blobs a file's
 bytes were cut into, keyed by what ``lstat`` says about the file: path, size,
-mtime (ns), inode and device. A file whose stat still matches is assumed to
-hold the same bytes, so capture can skip reading, hashing and compressing it.
+mtime (ns), ctime (ns), inode and device. A file whose stat still matches is
+assumed to hold the same bytes, so capture can skip reading, hashing and
+compressing it. The ctime is there for the writes that keep size and mtime
+(``cp -p``, ``touch -r``, ``os.utime``): the kernel sets it on every change
+and no program can set it back, as git relies on too. A chmod changes it as
+well, which costs one needless re-read.
 
 Contract:
 
-* The cache is advisory. A missing file gives an empty cache; a damaged one
-  gives an empty cache and a warning; a failed save is a warning. None of
-  them fails a capture.
+* The cache is advisory. A missing file, or one of another format, gives an
+  empty cache; a damaged one gives an empty cache and a warning; a failed
+  save is a warning. None of them fails a capture.
 * Sections are per repository key (chosen by the caller, e.g. the archive
   path or server URL plus user): blobs known to be in repository A say
   nothing about B. :meth:`StatCache.lookup` only says which blobs the file
   was cut into; the caller must still ask the repository's ``missing()``.
+* The scan's :class:`~snapkit.workspace.files.Candidate` carries no ctime,
+  so :meth:`StatCache.lookup` takes it with one more ``lstat`` of the file,
+  before the file is read; :meth:`StatCache.record` keys the entry with that
+  ctime. A file whose stat no longer matches its candidate changed since the
+  scan: it is neither trusted nor recorded. Look a file up before reading it.
 * Racy files are never trusted nor recorded: a file modified within
   :data:`RACY_WINDOW_NS` before the scan started may change again within the
   same timestamp tick without its stat changing (git's "racy clean" problem).
@@ -30,6 +39,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -53,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Timestamp granularity assumed for every filesystem (FAT has 2 s, ext4 has
 #: ns but the kernel clock ticks coarser); 1 s covers everything but FAT.
 RACY_WINDOW_NS = 1_000_000_000
@@ -85,18 +95,16 @@ class CacheEntry:
 
     size: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
     device: int
     refs: list[BlobRef]
     stored_size: int
 
-    def fits(self, c: Candidate) -> bool:
-        return (self.size, self.mtime_ns, self.inode, self.device) == (
-            c.size,
-            c.mtime_ns,
-            c.inode,
-            c.device,
-        )
+    def fits(self, c: Candidate, ctime_ns: int) -> bool:
+        """Whether ``c``, whose file has ``ctime_ns`` now, is this entry's file."""
+        here = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
+        return here == (c.size, c.mtime_ns, ctime_ns, c.inode, c.device)
 
 
 Section = dict[str, CacheEntry]
@@ -125,6 +133,8 @@ class StatCache:
         )
         self._sections: dict[str, Section] = sections if sections is not None else {}
         self._touched: Section = {}
+        #: path -> ctime taken by lookup(), before the file was read.
+        self._ctimes: dict[str, int] = {}
 
     @classmethod
     def load(
@@ -148,12 +158,17 @@ class StatCache:
         """Return (blob refs, stored size) for an unchanged file, else None.
 
         None for anything but a regular file, a path not cached, a stat that
-        differs in size, mtime, inode or device, or a racy mtime.
+        differs in size, mtime, ctime, inode or device, a file changed since
+        the scan, or a racy mtime.
         """
         if c.kind != "file" or self.is_racy(c):
             return None
+        ctime_ns = _ctime_ns(c)
+        if ctime_ns is None:
+            return None
+        self._ctimes[c.path] = ctime_ns
         entry = self._sections.get(self.repo_key, {}).get(c.path)
-        if entry is None or not entry.fits(c):
+        if entry is None or not entry.fits(c, ctime_ns):
             return None
         self._touched[c.path] = entry
         return list(entry.refs), entry.stored_size
@@ -162,12 +177,19 @@ class StatCache:
         """Remember that ``c`` was cut into ``refs``, now stored in the repository.
 
         Call it only once every blob in ``refs`` is durable in the repository
-        this cache is keyed to. Racy files and non-files are not recorded.
+        this cache is keyed to, and after :meth:`lookup` of ``c`` (which took
+        the ctime before the file was read). Racy files, non-files and files
+        changed since the scan are not recorded.
         """
         if c.kind != "file" or self.is_racy(c):
             return
+        ctime_ns = self._ctimes.pop(c.path, None)
+        if ctime_ns is None:
+            ctime_ns = _ctime_ns(c)
+        if ctime_ns is None:
+            return
         entry = CacheEntry(
-            c.size, c.mtime_ns, c.inode, c.device, list(refs), stored_size
+            c.size, c.mtime_ns, ctime_ns, c.inode, c.device, list(refs), stored_size
         )
         self._sections.setdefault(self.repo_key, {})[c.path] = entry
         self._touched[c.path] = entry
@@ -198,6 +220,22 @@ class StatCache:
             len(self._touched),
             self.repo_key,
         )
+
+
+def _ctime_ns(c: Candidate) -> int | None:
+    """The ctime of ``c``'s file now, or None if it changed since the scan."""
+    try:
+        st = os.lstat(c.abspath)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+        st.st_dev,
+    ) != (c.size, c.mtime_ns, c.inode, c.device):
+        return None
+    return st.st_ctime_ns
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -235,6 +273,7 @@ def _to_wire(sections: dict[str, Section]) -> dict[str, Any]:
                     path,
                     e.size,
                     e.mtime_ns,
+                    e.ctime_ns,
                     e.inode,
                     e.device,
                     [[bid, size] for bid, size in e.refs],
@@ -257,7 +296,12 @@ def _read_sections(path: Path, quiet: bool = False) -> dict[str, Section]:
             log.warning("cannot read the stat cache %s (%s); starting empty", path, exc)
         return {}
     try:
-        return _from_wire(serial.unpack(data, f"stat cache {path}"))
+        doc = serial.unpack(data, f"stat cache {path}")
+        if _is_other_format(doc):
+            # Written by another snapkit version: not damage, just unusable.
+            log.info("the stat cache %s has another format; starting empty", path)
+            return {}
+        return _from_wire(doc)
     except (FormatError, ValueError, TypeError) as exc:
         if not quiet:
             log.warning(
@@ -281,6 +325,13 @@ def _str(value: Any) -> str:
     return value
 
 
+def _is_other_format(doc: Any) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    found = doc.get("format")
+    return isinstance(found, int) and found != CACHE_FORMAT
+
+
 def _from_wire(doc: Any) -> dict[str, Section]:
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
         raise ValueError(f"not a stat cache of format {CACHE_FORMAT}")
@@ -293,12 +344,12 @@ def _from_wire(doc: Any) -> dict[str, Section]:
             raise ValueError(f"section {key!r} is not a list")
         section: Section = {}
         for row in rows:
-            if not isinstance(row, list) or len(row) != 7:
+            if not isinstance(row, list) or len(row) != 8:
                 raise ValueError(f"section {key!r} has a malformed entry")
-            if not isinstance(row[5], list):
+            if not isinstance(row[6], list):
                 raise ValueError(f"section {key!r} has malformed blob refs")
             refs: list[BlobRef] = []
-            for ref in row[5]:
+            for ref in row[6]:
                 if not isinstance(ref, list) or len(ref) != 2:
                     raise ValueError(f"section {key!r} has a malformed blob ref")
                 refs.append((_str(ref[0]), _int(ref[1])))
@@ -307,8 +358,9 @@ def _from_wire(doc: Any) -> dict[str, Section]:
                 _int(row[2]),
                 _int(row[3]),
                 _int(row[4]),
+                _int(row[5]),
                 refs,
-                _int(row[6]),
+                _int(row[7]),
             )
         sections[_str(key)] = section
     return sections

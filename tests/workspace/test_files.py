@@ -23,7 +23,7 @@ from snapkit.workspace.files import (
     default_cache_path,
     scan,
 )
-from snapkit.workspace.statcache import RACY_WINDOW_NS
+from snapkit.workspace.statcache import CACHE_FORMAT, RACY_WINDOW_NS
 
 BLOB_A = ("a" * 64, 10)
 BLOB_B = ("b" * 64, 20)
@@ -405,13 +405,50 @@ def test_changed_size_or_mtime_misses(tmp_path: Path) -> None:
     c = aged_file(ws, "a.txt")
     cache = StatCache.load(tmp_path / "c", "repo")
     cache.record(c, [BLOB_A], 5)
+    assert cache.lookup(c) is not None
 
     grown = aged_file(ws, "a.txt", "hello world")
-    touched = aged_file(ws, "a.txt", "hello", age_s=50)
-
-    assert cache.lookup(c) is not None
     assert grown.size != c.size and cache.lookup(grown) is None
+    touched = aged_file(ws, "a.txt", "hello", age_s=50)
     assert touched.mtime_ns != c.mtime_ns and cache.lookup(touched) is None
+
+
+def test_same_size_rewrite_with_mtime_put_back_misses(tmp_path: Path) -> None:
+    """``cp -p`` / ``touch -r``: size, mtime and inode match, the ctime does not."""
+    ws = tmp_path / "ws"
+    c = aged_file(ws, "a.txt", "hello")
+    cache_file = tmp_path / "c"
+    first = StatCache.load(cache_file, "repo")
+    assert first.lookup(c) is None
+    first.record(c, [BLOB_A], 5)
+    first.save()
+
+    time.sleep(0.05)  # past the kernel clock tick of the recorded ctime
+    (ws / "a.txt").write_text("HELLO")
+    os.utime(ws / "a.txt", ns=(c.mtime_ns, c.mtime_ns))
+    (after,) = [e for e in scan(ws).entries if e.path == "a.txt"]
+    assert (after.size, after.mtime_ns, after.inode) == (c.size, c.mtime_ns, c.inode)
+
+    second = StatCache.load(cache_file, "repo")
+    assert second.lookup(after) is None
+    second.record(after, [BLOB_B], 5)
+    assert second.lookup(after) == ([BLOB_B], 5)
+
+
+def test_file_changed_since_the_scan_is_neither_trusted_nor_recorded(
+    tmp_path: Path,
+) -> None:
+    """A candidate whose file no longer has the scanned stat is stale."""
+    ws = tmp_path / "ws"
+    c = aged_file(ws, "a.txt", "hello")
+    cache = StatCache.load(tmp_path / "c", "repo")
+    cache.record(c, [BLOB_A], 5)
+    (ws / "a.txt").write_text("hello, longer now")
+
+    assert cache.lookup(c) is None
+    fresh = StatCache.load(tmp_path / "c2", "repo")
+    fresh.record(c, [BLOB_A], 5)
+    assert fresh.entries_for_repository("repo") == {}
 
 
 def test_racy_file_is_neither_trusted_nor_recorded(tmp_path: Path) -> None:
@@ -445,7 +482,9 @@ def test_corrupt_cache_gives_empty_cache_and_a_warning(
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"\xc1\x00not msgpack")
     wrong_shape = tmp_path / "shape"
-    wrong_shape.write_bytes(serial.pack({"format": 1, "repositories": {"r": [[1]]}}))
+    wrong_shape.write_bytes(
+        serial.pack({"format": CACHE_FORMAT, "repositories": {"r": [[1]]}})
+    )
 
     for path in (garbage, wrong_shape):
         caplog.clear()
@@ -454,6 +493,21 @@ def test_corrupt_cache_gives_empty_cache_and_a_warning(
         assert cache.lookup(c) is None
         assert cache.entries_for_repository("r") == {}
         assert "damaged" in caplog.text
+
+
+def test_cache_of_another_format_is_empty_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache an older snapkit wrote (no ctimes) is not damage: start empty."""
+    c = aged_file(tmp_path / "ws", "a.txt")
+    old = tmp_path / "old"
+    row = ["a.txt", c.size, c.mtime_ns, c.inode, c.device, [list(BLOB_A)], 5]
+    old.write_bytes(serial.pack({"format": 1, "repositories": {"r": [row]}}))
+
+    with caplog.at_level(logging.WARNING):
+        cache = StatCache.load(old, "r")
+    assert cache.lookup(c) is None
+    assert caplog.records == []
 
 
 def test_missing_cache_is_empty_and_silent(
