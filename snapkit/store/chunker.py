@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,6 +73,16 @@ def as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A hashed chunk on its way out: compressing if ``encode`` is set, else
+    already stored (here or in the destination)."""
+
+    size: int
+    id: str
+    encode: Future[StoredBlob] | None
+
+
 @dataclass
 class WriteResult:
     """The chunks of one stream and what they cost."""
@@ -107,17 +118,76 @@ class BlobWriter:
         self.new_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> WriteResult:
-        """Store one stream; return its chunk list in order."""
+        """Store one stream; return its chunk list in order.
+
+        The stages overlap: while one batch is being compressed, the next is
+        hashed and the one before is handed to the repository, so the pool
+        never waits on a batch barrier. At most about ``3 * BATCH`` chunks
+        are in flight; each is a view of ``data`` until it is compressed.
+        """
         result = WriteResult()
-        batch: list[tuple[memoryview, Future[str]]] = []
+        hashing: deque[tuple[memoryview, Future[str]]] = deque()
+        encoding: deque[_Pending] = deque()
+        in_flight: set[str] = set()
         for piece in cut(as_bytes_view(data)):
-            batch.append((piece, self._pool.submit(codec.blob_id, piece)))
-            if len(batch) >= BATCH:
-                self._flush_batch(batch, result)
-                batch = []
-        if batch:
-            self._flush_batch(batch, result)
+            hashing.append((piece, self._pool.submit(codec.blob_id, piece)))
+            if len(hashing) >= BATCH:
+                self._ask(hashing, encoding, in_flight)
+                self._drain(encoding, in_flight, result, keep=2 * BATCH)
+        self._ask(hashing, encoding, in_flight)
+        self._drain(encoding, in_flight, result, keep=0)
         return result
+
+    def _ask(
+        self,
+        hashing: deque[tuple[memoryview, Future[str]]],
+        encoding: deque[_Pending],
+        in_flight: set[str],
+    ) -> None:
+        """Ask the destination about the hashed batch; start compressing
+        what it lacks."""
+        batch = [(piece, fut.result()) for piece, fut in hashing]
+        hashing.clear()
+        unknown = {bid for _, bid in batch if bid not in self.sizes} - in_flight
+        if self.repository is not None and unknown:
+            lacking = self.repository.missing(unknown)
+            self.sizes.update(self.repository.stored_sizes(unknown - lacking))
+        else:
+            lacking = unknown
+        for piece, bid in batch:
+            encode: Future[StoredBlob] | None = None
+            if bid in lacking and bid not in in_flight:
+                encode = self._pool.submit(
+                    StoredBlob.from_bytes, piece, self.level, bid
+                )
+                in_flight.add(bid)
+            encoding.append(_Pending(piece.nbytes, bid, encode))
+
+    def _drain(
+        self,
+        encoding: deque[_Pending],
+        in_flight: set[str],
+        result: WriteResult,
+        keep: int,
+    ) -> None:
+        """Hand finished blobs to the repository in order, leaving at most
+        ``keep`` pending (waiting for the oldest beyond that)."""
+        while encoding:
+            head = encoding[0]
+            if head.encode is not None:
+                if len(encoding) <= keep and not head.encode.done():
+                    return
+                blob = head.encode.result()
+                if self.repository is not None:
+                    self.repository.put_raw(blob)
+                self.sizes[head.id] = blob.stored_size
+                in_flight.discard(head.id)
+                result.new_bytes += blob.raw_size
+                self.new_bytes += blob.raw_size
+            encoding.popleft()
+            result.refs.append((head.id, head.size))
+            result.stored_size += self.sizes[head.id]
+            self.raw_bytes += head.size
 
     def write_file(self, path: str | os.PathLike[str]) -> WriteResult:
         """Store a file's content, mapped into memory rather than read into it."""
@@ -131,36 +201,6 @@ class BlobWriter:
                     return self.write(view)
                 finally:
                     view.release()
-
-    def _flush_batch(
-        self, batch: list[tuple[memoryview, Future[str]]], result: WriteResult
-    ) -> None:
-        ids = [fut.result() for _, fut in batch]
-        unknown = {i for i in ids if i not in self.sizes}
-        if self.repository is not None and unknown:
-            lacking = self.repository.missing(unknown)
-            self.sizes.update(self.repository.stored_sizes(unknown - lacking))
-        else:
-            lacking = unknown
-
-        encodes: dict[str, Future[StoredBlob]] = {}
-        for (piece, _), bid in zip(batch, ids, strict=True):
-            if bid in lacking and bid not in encodes:
-                encodes[bid] = self._pool.submit(
-                    StoredBlob.from_bytes, piece, self.level, bid
-                )
-        for bid, fut in encodes.items():
-            blob = fut.result()
-            if self.repository is not None:
-                self.repository.put_raw(blob)
-            self.sizes[bid] = blob.stored_size
-            result.new_bytes += blob.raw_size
-            self.new_bytes += blob.raw_size
-
-        for (piece, _), bid in zip(batch, ids, strict=True):
-            result.refs.append((bid, piece.nbytes))
-            result.stored_size += self.sizes[bid]
-            self.raw_bytes += piece.nbytes
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
