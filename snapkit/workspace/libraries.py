@@ -16,6 +16,14 @@ At capture :func:`collect` records every installed distribution and marks as
   work needs them; they still count when a pickle references them, which is
   how ``cloudpickle`` becomes required once a function travels by value.
 
+Reading the metadata of every installed distribution takes a noticeable
+fraction of a second, and it rarely changes between two captures, so
+:func:`collect` keeps what it read (in this process and in a file under the
+cache folder) keyed on a fingerprint of the import path: every ``sys.path``
+entry with the names and mtimes of the ``*.dist-info`` / ``*.egg-info``
+folders in it. Installing, upgrading or removing a distribution changes the
+fingerprint and the metadata is read again.
+
 At load :func:`check_environment` compares that record with the running
 interpreter: a missing required distribution is an error, a different version
 or a different Python minor version is a warning.
@@ -23,9 +31,12 @@ or a different Python minor version is a warning.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata as metadata
 import json
 import logging
+import os
 import platform
 import re
 import sys
@@ -35,7 +46,9 @@ from dataclasses import dataclass, field
 import cloudpickle
 
 import snapkit
-from snapkit.errors import EnvironmentMismatchError
+from snapkit.errors import EnvironmentMismatchError, FormatError
+from snapkit.store import serial
+from snapkit.workspace.cachedir import cache_dir
 from snapkit.workspace.manifest import Distribution, Libraries
 
 __all__ = [
@@ -182,11 +195,9 @@ def collect(
     to the top-level modules in ``sys.modules`` that belong to a distribution
     other than snapkit and its own dependencies (see the module docstring).
     """
-    dists = installed()
-    owners = _module_owners()
+    dists, owners, own = _metadata()
 
     if session_modules is None:
-        own = _snapkit_closure()
         session = {
             module
             for module in _tops(sys.modules)
@@ -218,6 +229,103 @@ def collect(
         len(libraries.required),
     )
     return libraries
+
+
+# -- the metadata cache --------------------------------------------------------
+
+_CACHE_FORMAT = 1
+_Metadata = tuple[dict[str, Distribution], dict[str, list[str]], set[str]]
+#: (fingerprint, metadata) of the last read in this process.
+_memo: tuple[str, _Metadata] | None = None
+
+
+def _metadata() -> _Metadata:
+    """Installed distributions, module owners and snapkit's own closure."""
+    global _memo
+    fingerprint = _path_fingerprint()
+    if _memo is not None and _memo[0] == fingerprint:
+        return _memo[1]
+    path = _cache_file()
+    found = _read_cache(path, fingerprint)
+    if found is None:
+        found = (installed(), _module_owners(), _snapkit_closure())
+        _write_cache(path, fingerprint, found)
+    _memo = (fingerprint, found)
+    return found
+
+
+def _path_fingerprint() -> str:
+    """A digest that changes when a distribution on ``sys.path`` changes."""
+    digest = hashlib.sha256(sys.version.encode())
+    for entry in sys.path:
+        where = os.path.abspath(entry or os.curdir)
+        digest.update(b"\0path\0" + os.fsencode(where))
+        try:
+            with os.scandir(where) as it:
+                names = sorted(
+                    (e.name, e.stat(follow_symlinks=False).st_mtime_ns)
+                    for e in it
+                    if e.name.endswith((".dist-info", ".egg-info", ".egg-link"))
+                )
+        except OSError:  # missing, a file (zip), or unreadable
+            try:
+                st = os.stat(where)
+                digest.update(b"%d:%d" % (st.st_mtime_ns, st.st_size))
+            except OSError:
+                digest.update(b"absent")
+            continue
+        for name, mtime in names:
+            digest.update(b"\0%s:%d" % (os.fsencode(name), mtime))
+    return digest.hexdigest()
+
+
+def _cache_file() -> str:
+    who = hashlib.sha256(os.fsencode(sys.executable) + sys.prefix.encode())
+    return os.path.join(cache_dir(), "libraries", f"{who.hexdigest()[:32]}.msgpack")
+
+
+def _read_cache(path: str, fingerprint: str) -> _Metadata | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(serial.MAX_DOCUMENT // 16 + 1)
+        doc = serial.unpack(data, path, max_size=serial.MAX_DOCUMENT // 16)
+        if doc.get("format") != _CACHE_FORMAT or doc.get("fingerprint") != fingerprint:
+            return None
+        dists = {}
+        for name, version, url in doc["installed"]:
+            if not (isinstance(name, str) and isinstance(version, str)):
+                raise TypeError("distribution name and version must be str")
+            if url is not None and not isinstance(url, str):
+                raise TypeError("distribution url must be str or nil")
+            dists[name] = Distribution(name, version, url)
+        owners = {str(k): [str(n) for n in v] for k, v in doc["owners"].items()}
+        return dists, owners, {str(n) for n in doc["closure"]}
+    except FileNotFoundError:
+        return None
+    except (OSError, FormatError, AttributeError, KeyError, TypeError, ValueError):
+        log.debug("library cache %s unreadable; reading the metadata", path)
+        return None
+
+
+def _write_cache(path: str, fingerprint: str, found: _Metadata) -> None:
+    dists, owners, closure = found
+    doc = {
+        "format": _CACHE_FORMAT,
+        "fingerprint": fingerprint,
+        "installed": [[d.name, d.version, d.url] for d in dists.values()],
+        "owners": owners,
+        "closure": sorted(closure),
+    }
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(serial.pack(doc))
+        os.replace(tmp, path)  # a cache: no fsync, a torn file reads as stale
+    except OSError as exc:
+        log.debug("library cache %s not written: %s", path, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _tops(modules: Iterable[str]) -> set[str]:

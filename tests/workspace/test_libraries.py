@@ -251,3 +251,75 @@ def test_installed_matches_importlib_metadata() -> None:
     found = installed()
     assert found["numpy"].version == metadata.version("numpy")
     assert found["cloudpickle"].version == metadata.version("cloudpickle")
+
+
+# -- the metadata cache ----------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache folder and no memo of an earlier read in this process."""
+    monkeypatch.setenv("SNAPKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(libraries, "_memo", None)
+    return tmp_path / "cache"
+
+
+def _fake_dist(where: Path, name: str, version: str, module: str) -> None:
+    """A minimal installed distribution providing one top-level module."""
+    info = where / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    )
+    (info / "RECORD").write_text(f"{module}.py,,\n{info.name}/METADATA,,\n")
+    (where / f"{module}.py").write_text("VALUE = 1\n")
+
+
+def test_cached_metadata_matches_a_fresh_read(fresh_cache: Path) -> None:
+    """The second collect reads the cache file and records the same thing."""
+    first = collect(["numpy:ndarray"])
+    files = list((fresh_cache / "libraries").iterdir())
+    assert len(files) == 1
+    libraries._memo = None  # as a new process would: only the file is left
+    second = collect(["numpy:ndarray"])
+    assert second == first
+    assert "numpy" in second.required
+
+
+def test_installing_a_distribution_is_seen_at_once(
+    fresh_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new dist-info on sys.path changes the fingerprint: no stale answer."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    before = collect(["fresh_mod:VALUE"])
+    assert "fresh-dist" not in {d.name for d in before.distributions}
+
+    _fake_dist(site, "fresh_dist", "2.5", "fresh_mod")
+    after = collect(["fresh_mod:VALUE"])
+    assert Distribution("fresh-dist", "2.5") in after.distributions
+    assert "fresh-dist" in after.required
+
+    # An upgrade replaces the dist-info folder, so it is seen as well.
+    for p in site.glob("fresh_dist-*.dist-info"):
+        for f in p.iterdir():
+            f.unlink()
+        p.rmdir()
+    _fake_dist(site, "fresh_dist", "2.6", "fresh_mod2")
+    upgraded = collect([])
+    assert Distribution("fresh-dist", "2.6") in upgraded.distributions
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"", b"\xc1 not msgpack", b"\x81\xa6format\x01"],
+    ids=["empty", "garbage", "no-fingerprint"],
+)
+def test_unreadable_cache_is_rebuilt(fresh_cache: Path, junk: bytes) -> None:
+    reference = collect([])
+    (cache_file,) = (fresh_cache / "libraries").iterdir()
+    cache_file.write_bytes(junk)
+    libraries._memo = None
+    assert collect([]) == reference
+    assert cache_file.read_bytes() != junk
