@@ -21,12 +21,17 @@ text. Where a family has an obvious builtin twin it subclasses it too, so
     ├── RemoteError                                  8  the server said no / unreachable
     │   ├── AuthError                                8  bad or missing token
     │   └── ConflictError                            8  commit names blobs not uploaded
+    ├── StorageError (OSError)                       9  disk full, read-only, no access
     └── BudgetExceededError                          1  audit found a limit exceeded
 
 Messages follow one shape: what failed, the offending value, what to do next.
 """
 
 from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "EXIT_CODES",
@@ -44,9 +49,12 @@ __all__ = [
     "RemoteError",
     "RestoreError",
     "SnapkitError",
+    "StorageError",
     "UnsafePathError",
     "UsageError",
     "exit_code_for",
+    "os_errors",
+    "storage_error",
 ]
 
 
@@ -142,6 +150,64 @@ class ConflictError(RemoteError):
         self.missing: list[str] = list(missing or [])
 
 
+class StorageError(SnapkitError, OSError):
+    """The operating system refused to read or write: the disk is full, the
+    folder is read-only or not ours, too many files are open. Not damage to
+    a snapshot, and not a bug: free space or fix permissions, then retry."""
+
+    exit_code = 9
+
+
+#: errno values that describe the machine, not a bug in snapkit.
+ENVIRONMENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EIO,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.EFBIG,
+    }
+)
+
+_ADVICE = {
+    errno.ENOSPC: "free some space (or write elsewhere) and run it again",
+    errno.EDQUOT: "your disk quota is used up; free some space and run it again",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.EACCES: "check the permissions of that path, or write somewhere else",
+    errno.EPERM: "check the permissions of that path, or write somewhere else",
+    errno.EFBIG: "the file system refuses a file this large; write elsewhere",
+}
+
+
+def storage_error(exc: OSError, doing: str) -> StorageError:
+    """A :class:`StorageError` for ``exc``, raised while ``doing`` (a phrase
+    such as ``"writing archive a.snap"``), with what to do next."""
+    what = exc.strerror or str(exc)
+    name = f" ({exc.filename})" if exc.filename else ""
+    advice = _ADVICE.get(exc.errno or 0, "check the disk and run it again")
+    error = StorageError(f"{doing}{name}: {what}; {advice}")
+    error.errno = exc.errno
+    return error
+
+
+@contextmanager
+def os_errors(doing: str) -> Iterator[None]:
+    """Turn an environmental :class:`OSError` raised inside into a
+    :class:`StorageError` that says what was being done; others pass."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        if exc.errno in ENVIRONMENT_ERRNOS:
+            raise storage_error(exc, doing) from exc
+        raise
+
+
 class BudgetExceededError(SnapkitError):
     """An audit found a size above one of its limits."""
 
@@ -159,6 +225,7 @@ EXIT_CODES: dict[type[SnapkitError], int] = {
         ObjectError,
         RestoreError,
         RemoteError,
+        StorageError,
         BudgetExceededError,
     )
 }
@@ -168,4 +235,6 @@ def exit_code_for(error: BaseException) -> int:
     """Return the CLI exit code for ``error`` (10 for anything unexpected)."""
     if isinstance(error, SnapkitError):
         return error.exit_code
+    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
+        return StorageError.exit_code
     return SnapkitError.exit_code

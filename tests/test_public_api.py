@@ -40,8 +40,11 @@ def test_every_error_family_has_an_exit_code_and_a_builtin_twin_where_fitting() 
     assert issubclass(errors.UsageError, ValueError)
     assert issubclass(errors.NotFoundError, LookupError)
     assert issubclass(errors.OverwriteError, FileExistsError)
+    assert issubclass(errors.StorageError, OSError)
     assert errors.exit_code_for(RuntimeError("x")) == 10
-    assert {c.exit_code for c in classes} == {1, 2, 3, 4, 5, 6, 7, 8, 10}
+    assert errors.exit_code_for(OSError(28, "No space left on device")) == 9
+    assert errors.exit_code_for(OSError(2, "No such file or directory")) == 10
+    assert {c.exit_code for c in classes} == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 
 
 def test_unknown_attribute_raises_attribute_error() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from snapkit import __version__
-from snapkit.errors import SnapkitError
+from snapkit.errors import ENVIRONMENT_ERRNOS, SnapkitError, storage_error
 
 __all__ = ["COMMAND_MODULES", "main"]
 
@@ -68,7 +68,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("snapkit: interrupted", err=True)
             ctx.exit(130)
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+                # A full disk or a read-only folder is the machine, not a bug.
+                error = storage_error(exc, f"snapkit {ctx.invoked_subcommand}")
+                click.echo(f"snapkit: error: {error}", err=True)
+                ctx.exit(error.exit_code)
             # Not a user mistake: a bug. Keep the traceback, it is the report.
             click.echo(traceback.format_exc(), err=True, nl=False)
             click.echo(

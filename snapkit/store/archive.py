@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from snapkit.errors import IntegrityError, NotFoundError, UsageError
+from snapkit.errors import IntegrityError, NotFoundError, UsageError, os_errors
 from snapkit.store import codec
 from snapkit.store.pack import (
     KIND_ARCHIVE,
@@ -79,9 +79,10 @@ class Archive(Repository):
                 f"cannot write {self.path}: folder {parent} does not exist; "
                 "create it first"
             )
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=parent
-        )
+        with os_errors(f"creating {self.where}"):
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=parent
+            )
         os.fchmod(fd, new_file_mode())
         self._tmp = os.fdopen(fd, "w+b")
         self._tmp_name = tmp_name
@@ -113,7 +114,7 @@ class Archive(Repository):
     def put_raw(self, blob: StoredBlob) -> None:
         writer = self._require_writer()
         blob.check(self.where)
-        with self._lock:
+        with self._lock, os_errors(f"writing {self.where}"):
             if self._entry(blob.id) is None:
                 writer.add_blob(blob.id, blob.codec, blob.raw_size, blob.data)
 
@@ -221,7 +222,8 @@ class Archive(Repository):
             self._closed = True
             try:
                 if self._writer is not None:
-                    self._finish()
+                    with os_errors(f"writing {self.where}"):
+                        self._finish()
             except BaseException:
                 self._discard()
                 raise

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import traceback
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastcdc import fastcdc
 
@@ -54,7 +56,7 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
-def cut(view: memoryview) -> Iterator[memoryview]:
+def cut(view: memoryview) -> Generator[memoryview, None, None]:
     """Yield consecutive slices of ``view`` that together cover it exactly."""
     if view.nbytes < SMALL:
         yield view
@@ -129,14 +131,29 @@ class BlobWriter:
         hashing: deque[tuple[memoryview, Future[str]]] = deque()
         encoding: deque[_Pending] = deque()
         in_flight: set[str] = set()
-        for piece in cut(as_bytes_view(data)):
-            hashing.append((piece, self._pool.submit(codec.blob_id, piece)))
-            if len(hashing) >= BATCH:
-                self._ask(hashing, encoding, in_flight)
-                self._drain(encoding, in_flight, result, keep=2 * BATCH)
-        self._ask(hashing, encoding, in_flight)
-        self._drain(encoding, in_flight, result, keep=0)
-        return result
+        pieces = cut(as_bytes_view(data))
+        try:
+            for piece in pieces:
+                hashing.append((piece, self._pool.submit(codec.blob_id, piece)))
+                if len(hashing) >= BATCH:
+                    self._ask(hashing, encoding, in_flight)
+                    self._drain(encoding, in_flight, result, keep=2 * BATCH)
+            self._ask(hashing, encoding, in_flight)
+            self._drain(encoding, in_flight, result, keep=0)
+            return result
+        except BaseException:
+            # Let no task go on reading ``data`` after we return: the caller
+            # may unmap it (write_file) or reuse the buffer.
+            started: list[Future[Any]] = [fut for _, fut in hashing]
+            started += [p.encode for p in encoding if p.encode is not None]
+            for fut in started:
+                fut.cancel()
+            wait(started)
+            hashing.clear()
+            encoding.clear()
+            raise
+        finally:
+            pieces.close()
 
     def _ask(
         self,
@@ -199,6 +216,12 @@ class BlobWriter:
                 view = memoryview(mapped)
                 try:
                     return self.write(view)
+                except BaseException as exc:
+                    # The failed frames still hold slices of the mapping, and
+                    # a mapping with live slices cannot be closed: drop their
+                    # locals (the traceback keeps its lines).
+                    traceback.clear_frames(exc.__traceback__)
+                    raise
                 finally:
                     view.release()
 

@@ -30,7 +30,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
-from snapkit.errors import FormatError, IntegrityError, NotFoundError, UsageError
+from snapkit.errors import (
+    FormatError,
+    IntegrityError,
+    NotFoundError,
+    UsageError,
+    os_errors,
+)
 from snapkit.store import codec, serial
 from snapkit.store.pack import KIND_PACK, Entry, PackReader, PackWriter, fsync_dir
 from snapkit.store.repository import (
@@ -142,7 +148,7 @@ class LocalStore(Repository):
 
     def put_raw(self, blob: StoredBlob) -> None:
         blob.check(self.where)
-        with self._lock:
+        with self._lock, os_errors(f"writing {self.where}"):
             if blob.id in self._index:
                 return
             if self._writer is None:
@@ -170,7 +176,7 @@ class LocalStore(Repository):
         return StoredBlob(blob_id, entry.codec, entry.raw_size, reader.read(entry))
 
     def flush(self) -> None:
-        with self._lock:
+        with self._lock, os_errors(f"writing {self.where}"):
             writer, tmp, tmp_path = self._writer, self._tmp, self._tmp_path
             if writer is None or tmp is None or tmp_path is None:
                 return
@@ -287,9 +293,10 @@ class LocalStore(Repository):
                     f"{self.where}: snapshot {manifest.name!r} names {len(lacking)} "
                     f"blob(s) the store does not hold ({shown}); nothing was committed"
                 )
-            write_durably(
-                self.root / "snapshots" / snapshot_id, data, self.root / "tmp"
-            )
+            with os_errors(f"writing {self.where}"):
+                write_durably(
+                    self.root / "snapshots" / snapshot_id, data, self.root / "tmp"
+                )
             self._manifests[snapshot_id] = manifest
         log.info(
             "%s: added snapshot %s (%s)", self.where, snapshot_id[:12], manifest.name
