@@ -5,6 +5,11 @@ reads only that object's blobs, verifies each one, checks the recorded
 environment against the running one, lists what the pickle imports (without
 unpickling it), and only then unpickles it: loading a pickle runs code from
 the snapshot, so load only snapshots you trust.
+
+What a pickle imports is always read from its opcodes, never taken from the
+manifest's ``imports`` list: a forged snapshot can be self-consistent (every
+hash matches) and still record ``builtins:int`` for a pickle that calls
+``os.system``. A difference between the two is logged as a WARNING.
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ class Snapshot:
         """Names of the captured objects."""
         return [o.name for o in self.manifest.objects]
 
-    def _entry(self, name: str) -> ObjectEntry:
+    def entry(self, name: str) -> ObjectEntry:
+        """The manifest entry of object ``name``; NotFoundError if absent."""
         entry = self.manifest.object(name)
         if entry is None:
             raise NotFoundError(
@@ -93,17 +99,27 @@ class Snapshot:
         """Return the verified pickle stream and buffers of ``name``, unloaded.
 
         Each is one allocation of its exact size, never copied again."""
-        entry = self._entry(name)
+        entry = self.entry(name)
         with BlobReader(self.repository) as reader:
             where = f"snapshot {self.id[:12]} object {name}"
             stream = reader.read(entry.pickle, where)
             buffers = [reader.read(b, where) for b in entry.buffers]
         return stream, buffers
 
+    def read_pickle(self, name: str) -> bytearray:
+        """Return the verified pickle stream of ``name`` alone, not its buffers."""
+        entry = self.entry(name)
+        with BlobReader(self.repository) as reader:
+            return reader.read(entry.pickle, f"snapshot {self.id[:12]} object {name}")
+
     def imports(self, name: str) -> list[str]:
-        """What loading ``name`` would import, read from its pickle opcodes."""
-        stream, _ = self.read_object(name)
-        return objs.scan_imports(stream)
+        """What loading ``name`` would import, read from its pickle opcodes.
+
+        Reads only the pickle stream (buffers hold data, never references).
+        The manifest's recorded list is not consulted; compare it yourself
+        with ``entry(name).imports``.
+        """
+        return objs.scan_imports(self.read_pickle(name), name)
 
     def check_environment(self, strict: bool = True) -> libs.EnvReport:
         """Compare recorded and running libraries; raise if required ones lack."""
@@ -117,12 +133,24 @@ class Snapshot:
         if self._env_checked is None or (strict and not self._env_checked):
             self.check_environment(strict=strict)
         stream, buffers = self.read_object(name)
-        log.info(
-            "loading object %s from snapshot %s; its pickle imports: %s",
-            name,
-            self.id[:12],
-            ", ".join(objs.scan_imports(stream)) or "nothing",
-        )
+        imports = objs.scan_imports(stream, name)
+        recorded = self.entry(name).imports
+        if set(imports) != set(recorded):
+            log.warning(
+                "loading object %s from snapshot %s: its pickle imports %s, but "
+                "the manifest records %s; the snapshot is damaged or forged",
+                name,
+                self.id[:12],
+                ", ".join(imports) or "nothing",
+                ", ".join(recorded) or "nothing",
+            )
+        else:
+            log.info(
+                "loading object %s from snapshot %s; its pickle imports: %s",
+                name,
+                self.id[:12],
+                ", ".join(imports) or "nothing",
+            )
         return objs.load_object(name, stream, [memoryview(b) for b in buffers])
 
     def load_all(
@@ -131,7 +159,7 @@ class Snapshot:
         """Unpickle several objects (all by default) into a new dict."""
         chosen = self.objects if names is None else names
         for n in chosen:
-            self._entry(n)
+            self.entry(n)
         return {n: self.load(n, strict=strict) for n in chosen}
 
     def close(self) -> None:

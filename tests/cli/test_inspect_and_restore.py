@@ -1,0 +1,122 @@
+"""show against a forged snapshot, restore's environment report, --run failures.
+
+The forged snapshot is self-consistent (every hash matches): only reading
+the pickle opcodes, not the manifest's record, tells what loading would do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from capture_fixtures import (
+    CREATED,
+    CountingRepository,
+    ref,
+)
+
+import snapkit
+from snapkit.cli.show import describe
+from snapkit.store.archive import Archive
+from snapkit.workspace.manifest import Manifest, ObjectEntry
+from tests.cli.conftest import Backend
+
+GHOST = "snapkit-test-ghost-distribution"
+GETCWD = f"{os.getcwd.__module__}:getcwd"
+
+
+class _CallsGetcwd:
+    """Pickles as a call of os.getcwd: harmless, and plainly not an int."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return os.getcwd, ()
+
+
+@pytest.fixture
+def forged(tmp_path: Path) -> Path:
+    """An archive whose object ``answer`` claims to import builtins:int."""
+    stream = pickle.dumps(_CallsGetcwd(), protocol=5)
+    entry = ObjectEntry("answer", "builtins.int", ref(stream), imports=["builtins:int"])
+    path = tmp_path / "forged.snap"
+    with Archive(path, "w") as archive:
+        archive.put(stream)
+        archive.add_snapshot(Manifest(name="forged", created=CREATED, objects=[entry]))
+    return path
+
+
+def test_show_reads_the_pickle_not_the_record(
+    archive_backend: Backend, forged: Path
+) -> None:
+    result = archive_backend.run("show", forged)
+    assert result.exit_code == 0, result.stderr
+    assert f"imports: {GETCWD}" in result.stdout
+    assert "imports: builtins:int" not in result.stdout
+    (warning,) = [line for line in result.stdout.splitlines() if "WARNING" in line]
+    assert "builtins:int" in warning and GETCWD in warning
+    assert "do not load it" in warning
+
+    doc = json.loads(archive_backend.run("show", forged, "--json").stdout)
+    (obj,) = doc["objects"]
+    assert obj["imports"] == [GETCWD]
+    assert obj["recorded_imports"] == ["builtins:int"]
+    assert obj["imports_match"] is False
+    assert len(doc["warnings"]) == 1 and "answer" in doc["warnings"][0]
+
+
+def test_show_of_an_honest_snapshot_has_no_warning(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    path = tmp_path / "honest.snap"
+    snapkit.capture({"when": np.datetime64("2026-01-01")}, to=path).close()
+    doc = json.loads(archive_backend.run("show", path, "--json").stdout)
+    (obj,) = doc["objects"]
+    assert obj["imports_match"] is True
+    assert obj["imports"] == obj["recorded_imports"] != []
+    assert doc["warnings"] == []
+
+
+def test_describe_reads_pickle_streams_but_no_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "array.snap"
+    snapkit.capture({"big": np.arange(300_000.0)}, to=path).close()
+    with Archive(path) as archive:
+        counting = CountingRepository(archive)
+        snap = snapkit.open(counting)
+        (entry,) = snap.manifest.objects
+        assert entry.buffers
+        describe(snap)
+    assert set(counting.reads) == {bid for bid, _ in entry.pickle}
+
+
+def test_load_logs_a_warning_when_the_pickle_differs_from_the_record(
+    forged: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="snapkit"), snapkit.open(forged) as snap:
+        assert snap.load("answer", strict=False) == os.getcwd()
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert GETCWD in warning.getMessage()
+    assert "builtins:int" in warning.getMessage()
+
+    honest = tmp_path / "honest.snap"
+    snapkit.capture({"n": 3}, to=honest).close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="snapkit"), snapkit.open(honest) as snap:
+        assert snap.load("n") == 3
+    loading = [r for r in caplog.records if "loading object n" in r.getMessage()]
+    assert [r.levelno for r in loading] == [logging.INFO]
+
+
+def test_show_of_a_folder_that_is_not_a_store(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    (tmp_path / "iris").mkdir()
+    result = archive_backend.run("show", tmp_path / "iris")
+    assert result.exit_code == 2
+    assert "not a snapkit store" in result.stderr
+    assert "snapkit create" in result.stderr and "snapkit diff" in result.stderr
+    assert "does not exist" not in result.stderr
