@@ -9,13 +9,21 @@ Files stay inside the root, whatever the manifest says:
   from the snapshot are created last, after every file;
 * only regular files, directories and symlinks are created (the manifest
   format has no other kind); setuid, setgid and sticky bits are dropped;
-* an existing file that differs from the snapshot is not overwritten unless
-  ``force=True``; all such conflicts are found before anything is written;
-* each file is written to a temporary name beside it, checked blob by blob,
-  and renamed into place, so a damaged blob never leaves a half file.
+* an existing file that differs from the snapshot, in its bytes or only in
+  its mode, is not changed unless ``force=True``; all such conflicts are
+  found before anything is written. A mode-only difference is then fixed
+  with ``chmod``, not by writing the file again;
+* a folder in the way of a file, or a file in the way of a folder, is never
+  replaced; a symlink where the snapshot has a folder is refused as
+  :class:`~snapkit.errors.UnsafePathError`, ``force`` or not;
+* each file is written to a temporary name beside it (``.snapkit-*.tmp``,
+  short whatever the file's name), checked blob by blob, and renamed into
+  place, so a damaged blob never leaves a half file.
 
-Objects load only after the recorded environment is compared with the running
-one (see :func:`snapkit.workspace.libraries.check_environment`).
+When objects are to be loaded, the recorded environment is compared with the
+running one (see :func:`snapkit.workspace.libraries.check_environment`)
+before any file is written, so a strict check that fails leaves the disk
+untouched. When none are, the comparison is only reported.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from snapkit.snapshot import Snapshot, Source
 from snapkit.snapshot import open as open_snapshot
 from snapkit.store.chunker import BlobReader
 from snapkit.store.codec import blob_id
+from snapkit.workspace.libraries import EnvReport
 from snapkit.workspace.manifest import FileEntry
 
 __all__ = ["RestoreResult", "check_path", "restore"]
@@ -47,13 +56,27 @@ _PERMISSION_BITS = 0o777
 
 @dataclass
 class RestoreResult:
-    """What a restore did."""
+    """What a restore did. Each restored path is in exactly one list."""
 
     snapshot_id: str
     into: Path | None = None
+    #: Paths created or (with ``force``) overwritten.
     written: list[str] = field(default_factory=list)
+    #: Files whose bytes matched but whose mode did not: chmod-ed (``force``).
+    mode_changed: list[str] = field(default_factory=list)
+    #: Paths already exactly as in the snapshot, left alone.
     unchanged: list[str] = field(default_factory=list)
     objects: dict[str, Any] = field(default_factory=dict)
+    #: The comparison of recorded and running libraries, when the snapshot
+    #: has objects; None when it has none.
+    environment: EnvReport | None = None
+
+
+@dataclass
+class _Plan:
+    write: list[FileEntry] = field(default_factory=list)
+    chmod: list[FileEntry] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
 
 def check_path(path: str) -> PurePosixPath:
@@ -157,57 +180,89 @@ def _same_content(path: Path, entry: FileEntry) -> bool:
     return True
 
 
-def _plan(
-    root: Path, entries: list[FileEntry], force: bool
-) -> tuple[list[FileEntry], list[str]]:
-    """Split entries into those to write and those already identical."""
-    to_write: list[FileEntry] = []
-    unchanged: list[str] = []
+def _plan(root: Path, entries: list[FileEntry], force: bool) -> _Plan:
+    """Sort entries into what to write, what to chmod and what is identical.
+
+    Raises before anything is written: UnsafePathError for a symlink where a
+    folder goes, OverwriteError for conflicts (``force`` settles only those
+    where a file or link would replace a file or link).
+    """
+    plan = _Plan()
     conflicts: list[str] = []
+    blocked: list[str] = []
     for e in entries:
         rel = check_path(e.path)
         target = _safe_parent(root, rel, create=False) / rel.name
         try:
             st = os.lstat(target)
         except FileNotFoundError:
-            to_write.append(e)
+            plan.write.append(e)
+            continue
+        if e.kind == "dir":
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafePathError(
+                    f"refusing to restore folder {e.path}: {target} is a symlink, "
+                    "and restore never writes through one. Remove it or restore "
+                    "into an empty folder"
+                )
+            if stat.S_ISDIR(st.st_mode):
+                plan.unchanged.append(e.path)
+            else:
+                blocked.append(f"{e.path} (a file is in the way of a folder)")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            blocked.append(f"{e.path} (a folder is in the way)")
             continue
         if e.kind == "file" and _same_content(target, e):
-            unchanged.append(e.path)
-            if (st.st_mode & _PERMISSION_BITS) != (e.mode & _PERMISSION_BITS):
-                to_write.append(e)
-            continue
-        if e.kind == "dir" and stat.S_ISDIR(st.st_mode):
-            unchanged.append(e.path)
+            here, there = st.st_mode & _PERMISSION_BITS, e.mode & _PERMISSION_BITS
+            if here == there:
+                plan.unchanged.append(e.path)
+            elif force:
+                plan.chmod.append(e)
+            else:
+                conflicts.append(f"{e.path} (mode {here:04o}, snapshot {there:04o})")
             continue
         if (
             e.kind == "symlink"
             and stat.S_ISLNK(st.st_mode)
             and os.readlink(target) == e.target
         ):
-            unchanged.append(e.path)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            conflicts.append(f"{e.path} (a folder is in the way)")
-        elif not force:
-            conflicts.append(e.path)
+            plan.unchanged.append(e.path)
+        elif force:
+            plan.write.append(e)
         else:
-            to_write.append(e)
+            conflicts.append(e.path)
+    if blocked:
+        raise OverwriteError(
+            f"restore cannot put {len(blocked)} path(s) in place: {_few(blocked)}. "
+            "Nothing was written. Move them out of the way (--force does not "
+            "replace a folder or a file by the other), or restore into another "
+            "folder"
+        )
     if conflicts:
-        shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
         raise OverwriteError(
             f"restore would overwrite {len(conflicts)} file(s) that differ from the "
-            f"snapshot: {shown}. Nothing was written. Use --force (force=True) to "
-            "overwrite them, or restore into another folder"
+            f"snapshot: {_few(conflicts)}. Nothing was written. Use --force "
+            "(force=True) to overwrite them, or restore into another folder"
         )
-    return to_write, unchanged
+    return plan
+
+
+def _few(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
+
+
+def _temp_name(parent: Path) -> Path:
+    # Not derived from the file's name: a name near the 255-byte limit of a
+    # path component would not leave room for a prefix and a suffix.
+    return parent / f".snapkit-{secrets.token_hex(8)}.tmp"
 
 
 def _write_file(reader: BlobReader, root: Path, e: FileEntry, where: str) -> None:
     rel = check_path(e.path)
     parent = _safe_parent(root, rel, create=True)
     final = parent / rel.name
-    tmp = parent / f".{rel.name}.snapkit-{secrets.token_hex(4)}"
+    tmp = _temp_name(parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(tmp, flags, 0o600)
     try:
@@ -233,7 +288,7 @@ def _make_link(root: Path, e: FileEntry) -> None:
     final = parent / rel.name
     if e.target is None:
         raise UnsafePathError(f"symlink {e.path} in the snapshot has no target")
-    tmp = parent / f".{rel.name}.snapkit-{secrets.token_hex(4)}"
+    tmp = _temp_name(parent)
     os.symlink(e.target, tmp)
     try:
         with contextlib.suppress(OSError):
@@ -243,6 +298,42 @@ def _make_link(root: Path, e: FileEntry) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _make_dir(root: Path, e: FileEntry) -> None:
+    rel = check_path(e.path)
+    target = _safe_parent(root, rel, create=True) / rel.name
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(target, 0o755)
+    # Set the mode through a descriptor of the folder itself: a symlink put
+    # in its place since the plan fails to open here instead of being followed.
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise UnsafePathError(
+            f"refusing to restore folder {e.path}: {target} is not a folder (a "
+            "symlink?), and restore never writes through one. Remove it or "
+            "restore into an empty folder"
+        ) from exc
+    try:
+        os.fchmod(fd, e.mode & _PERMISSION_BITS)
+    finally:
+        os.close(fd)
+
+
+def _change_mode(root: Path, e: FileEntry) -> None:
+    rel = check_path(e.path)
+    target = _safe_parent(root, rel, create=False) / rel.name
+    try:
+        os.chmod(target, e.mode & _PERMISSION_BITS, follow_symlinks=False)
+    except NotImplementedError as exc:
+        # Linux cannot chmod a symlink itself: the file became one meanwhile.
+        raise UnsafePathError(
+            f"refusing to change the mode of {e.path}: {target} is now a symlink, "
+            "and restore never writes through one"
+        ) from exc
 
 
 def restore_files(
@@ -265,33 +356,31 @@ def restore_files(
         seen.add(e.path)
     _check_nesting(entries)
 
-    to_write, result.unchanged = _plan(root, entries, force)
+    plan = _plan(root, entries, force)
+    result.unchanged = plan.unchanged
     where = f"snapshot {snap.id[:12]}"
     with BlobReader(snap.repository) as reader:
-        for e in sorted(to_write, key=lambda e: e.path):
+        for e in sorted(plan.write, key=lambda e: e.path):
             if e.kind == "dir":
-                rel = check_path(e.path)
-                target = _safe_parent(root, rel, create=True) / rel.name
-                try:
-                    os.mkdir(target, 0o755)
-                except OSError as exc:
-                    if exc.errno != errno.EEXIST:
-                        raise
-                os.chmod(target, e.mode & _PERMISSION_BITS, follow_symlinks=False)
+                _make_dir(root, e)
             elif e.kind == "file":
                 _write_file(reader, root, e, where)
             else:
                 continue
             result.written.append(e.path)
+    for e in plan.chmod:
+        _change_mode(root, e)
+        result.mode_changed.append(e.path)
     # Links last, so no file above could have been written through one.
-    for e in to_write:
+    for e in plan.write:
         if e.kind == "symlink":
             _make_link(root, e)
             result.written.append(e.path)
     log.info(
-        "restored %d files into %s (%d already identical)",
+        "restored %d files into %s (%d modes changed, %d already identical)",
         len(result.written),
         root,
+        len(result.mode_changed),
         len(result.unchanged),
     )
     return result
@@ -313,17 +402,32 @@ def restore(
     ``PATH#ID``), or a repository with ``snapshot_id``. ``objects`` and
     ``files`` limit what is restored (names, and paths or folders). Files are
     restored only when ``into`` is given; objects are loaded unless
-    ``objects=[]``. With ``strict=False`` objects load even when required
-    libraries are missing.
+    ``objects=[]``.
+
+    Object names and the environment are checked before any file is
+    written: missing required libraries raise
+    :class:`~snapkit.errors.EnvironmentMismatchError` with the disk
+    untouched, unless ``strict=False``. With ``objects=[]`` nothing is
+    unpickled, so the comparison never fails: it is logged as warnings and
+    kept in ``result.environment``.
     """
     snap = open_snapshot(source, snapshot_id)
     try:
+        if into is None and files is not None:
+            raise UsageError("files= needs into= to say where to write them")
+        names = list(objects) if objects is not None else snap.objects
+        for name in names:
+            snap.entry(name)
+        environment = None
+        if names:
+            environment = snap.check_environment(strict=strict)
+        elif snap.manifest.objects:
+            environment = snap.check_environment(strict=False)
+
         result = RestoreResult(snap.id)
         if into is not None:
             result = restore_files(snap, into, files, force)
-        elif files is not None:
-            raise UsageError("files= needs into= to say where to write them")
-        names = list(objects) if objects is not None else snap.objects
+        result.environment = environment
         if names:
             loaded = snap.load_all(names, strict=strict)
             result.objects = loaded

@@ -7,25 +7,36 @@ writing) nothing appeared inside it either.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import stat
 from pathlib import Path
 
 import pytest
 from capture_fixtures import (
+    copy_with_manifest,
     file_entry,
     hostile_archive,
     isolated_cache,
     make_workspace,
+    only_snapshot,
     ref,
     temp_leftovers,
     tree,
 )
 
 import snapkit
-from snapkit.errors import FormatError, IntegrityError, OverwriteError, UnsafePathError
+from snapkit.errors import (
+    EnvironmentMismatchError,
+    FormatError,
+    IntegrityError,
+    NotFoundError,
+    OverwriteError,
+    UnsafePathError,
+)
 from snapkit.store.archive import Archive
-from snapkit.workspace.manifest import FileEntry
+from snapkit.workspace.manifest import Distribution, FileEntry
 
 __all__ = ["isolated_cache"]
 
@@ -286,3 +297,160 @@ def test_corrupt_blob_leaves_no_half_written_file(tmp_path: Path, content: str) 
         snapkit.restore(path, into=out)
     assert not (out / "b-victim.bin").exists()
     assert temp_leftovers(out) == []
+
+
+def test_folder_entry_over_a_symlink_is_refused_even_with_force(
+    tmp_path: Path, layout: tuple[Path, Path]
+) -> None:
+    """A ``dir`` entry where the root holds a link: nothing is chmod-ed through it."""
+    root, outside = layout
+    outside.chmod(0o700)
+    os.symlink(outside, root / "d")
+    archive = hostile_archive(
+        tmp_path / "h.snap",
+        [file_entry("aaa.txt", PAYLOAD), FileEntry("d", "dir", 0o777)],
+        [PAYLOAD],
+    )
+    for force in (False, True):
+        with pytest.raises(UnsafePathError, match="symlink"):
+            snapkit.restore(archive, into=root, force=force)
+        assert stat.S_IMODE(os.stat(outside).st_mode) == 0o700
+        assert (root / "d").is_symlink()
+        assert tree(root) == {"d"}
+
+
+def test_file_in_the_way_of_a_folder_is_not_replaced(
+    tmp_path: Path, layout: tuple[Path, Path]
+) -> None:
+    root, _ = layout
+    (root / "d").write_bytes(b"mine\n")
+    archive = hostile_archive(tmp_path / "h.snap", [FileEntry("d", "dir", 0o755)])
+    for force in (False, True):
+        with pytest.raises(OverwriteError, match="in the way of a folder"):
+            snapkit.restore(archive, into=root, force=force)
+        assert (root / "d").read_bytes() == b"mine\n"
+
+
+LONG = "n" * 251 + ".txt"  # 255 bytes: the longest name a path component takes
+
+
+def test_longest_file_names_restore(tmp_path: Path, layout: tuple[Path, Path]) -> None:
+    """A 255-byte name leaves no room to derive a temporary name from it."""
+    root, _ = layout
+    other = b"other\n"
+    archive = hostile_archive(
+        tmp_path / "h.snap",
+        [
+            file_entry(LONG, PAYLOAD),
+            file_entry(f"sub/{LONG}", PAYLOAD),
+            FileEntry("l" * 255, "symlink", 0o777, target=LONG),
+        ],
+        [PAYLOAD],
+    )
+    result = snapkit.restore(archive, into=root)
+    assert sorted(result.written) == sorted([LONG, f"sub/{LONG}", "l" * 255])
+    assert (root / LONG).read_bytes() == PAYLOAD
+    assert (root / "sub" / LONG).read_bytes() == PAYLOAD
+    assert os.readlink(root / ("l" * 255)) == LONG
+    assert temp_leftovers(root) == []
+
+    (root / LONG).write_bytes(other)
+    snapkit.restore(archive, into=root, force=True)
+    assert (root / LONG).read_bytes() == PAYLOAD
+    assert temp_leftovers(root) == []
+
+
+def test_captured_workspace_with_the_longest_names_round_trips(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    (ws / ("d" * 255)).mkdir(parents=True)
+    (ws / ("d" * 255) / LONG).write_bytes(b"deep\n")
+    (ws / LONG).write_bytes(b"top\n")
+    archive = tmp_path / "long.snap"
+    snapkit.capture(files=ws, to=archive).close()
+
+    out = tmp_path / "out"
+    snapkit.restore(archive, into=out)
+    assert (out / LONG).read_bytes() == b"top\n"
+    assert (out / ("d" * 255) / LONG).read_bytes() == b"deep\n"
+    assert temp_leftovers(out) == []
+
+
+def test_mode_only_change_needs_force_and_is_a_chmod(
+    tmp_path: Path, captured: Path
+) -> None:
+    """Same bytes, other mode: a conflict; forced, a chmod reported on its own."""
+    out = tmp_path / "out"
+    snapkit.restore(captured, into=out)
+    script = out / "run.sh"
+    script.chmod(0o700)
+    inode = os.stat(script).st_ino
+
+    with pytest.raises(OverwriteError, match=r"run\.sh \(mode 0700, snapshot 0755\)"):
+        snapkit.restore(captured, into=out)
+    assert stat.S_IMODE(os.stat(script).st_mode) == 0o700
+
+    result = snapkit.restore(captured, into=out, force=True)
+    assert result.mode_changed == ["run.sh"]
+    assert result.written == []
+    assert "run.sh" not in result.unchanged
+    assert stat.S_IMODE(os.stat(script).st_mode) == 0o755
+    assert os.stat(script).st_ino == inode
+    assert temp_leftovers(out) == []
+
+
+# -- the environment check ------------------------------------------------------
+
+GHOST = "snapkit-test-ghost-distribution"
+
+
+def _needs_a_ghost(tmp_path: Path) -> Path:
+    """A snapshot with one object and a file whose object needs a missing library."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "data.txt").write_bytes(PAYLOAD)
+    original = tmp_path / "original.snap"
+    snapkit.capture({"answer": {"value": 42}}, files=ws, to=original).close()
+    manifest = only_snapshot(original)
+    libraries = dataclasses.replace(
+        manifest.libraries,
+        distributions=[*manifest.libraries.distributions, Distribution(GHOST, "9.9")],
+        required=sorted([*manifest.libraries.required, GHOST]),
+    )
+    edited = dataclasses.replace(manifest, libraries=libraries)
+    return copy_with_manifest(original, tmp_path / "ghost.snap", edited)
+
+
+def test_missing_library_stops_a_restore_before_any_file_is_written(
+    tmp_path: Path,
+) -> None:
+    path = _needs_a_ghost(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(EnvironmentMismatchError, match=GHOST):
+        snapkit.restore(path, into=out)
+    assert tree(out) == set()
+
+
+def test_unknown_object_stops_a_restore_before_any_file_is_written(
+    tmp_path: Path,
+) -> None:
+    path = _needs_a_ghost(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(NotFoundError, match="nope"):
+        snapkit.restore(path, into=out, objects=["nope"], strict=False)
+    assert tree(out) == set()
+
+
+def test_files_only_restore_reports_the_environment_without_failing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _needs_a_ghost(tmp_path)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="snapkit"):
+        result = snapkit.restore(path, into=out, objects=[])
+    assert result.written == ["data.txt"]
+    assert result.objects == {}
+    assert result.environment is not None and not result.environment.ok
+    assert GHOST in result.environment.render()
+    assert any(GHOST in r.getMessage() for r in caplog.records)
