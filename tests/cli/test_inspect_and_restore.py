@@ -6,6 +6,7 @@ the pickle opcodes, not the manifest's record, tells what loading would do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,14 +19,16 @@ import pytest
 from capture_fixtures import (
     CREATED,
     CountingRepository,
+    copy_with_manifest,
+    only_snapshot,
     ref,
 )
 
 import snapkit
 from snapkit.cli.show import describe
 from snapkit.store.archive import Archive
-from snapkit.workspace.manifest import Manifest, ObjectEntry
-from tests.cli.conftest import Backend
+from snapkit.workspace.manifest import Distribution, Manifest, ObjectEntry
+from tests.cli.conftest import Backend, write_tree
 
 GHOST = "snapkit-test-ghost-distribution"
 GETCWD = f"{os.getcwd.__module__}:getcwd"
@@ -120,3 +123,68 @@ def test_show_of_a_folder_that_is_not_a_store(
     assert "not a snapkit store" in result.stderr
     assert "snapkit create" in result.stderr and "snapkit diff" in result.stderr
     assert "does not exist" not in result.stderr
+
+
+# -- restore: the environment is reported, never fatal ----------------------------
+
+
+def _needs_a_ghost(tmp_path: Path) -> Path:
+    ws = write_tree(tmp_path / "ws", {"data.txt": "kept\n"})
+    original = tmp_path / "original.snap"
+    snapkit.capture({"answer": 42}, files=ws, to=original).close()
+    manifest = only_snapshot(original)
+    libraries = dataclasses.replace(
+        manifest.libraries,
+        distributions=[*manifest.libraries.distributions, Distribution(GHOST, "9.9")],
+        required=sorted([*manifest.libraries.required, GHOST]),
+    )
+    edited = dataclasses.replace(manifest, libraries=libraries)
+    return copy_with_manifest(original, tmp_path / "ghost.snap", edited)
+
+
+def test_restore_with_a_missing_library_restores_and_warns_once(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    path = _needs_a_ghost(tmp_path)
+    out = tmp_path / "out"
+    result = archive_backend.run("restore", path, "--into", out)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("restored 1 files into")
+    assert (out / "data.txt").read_text() == "kept\n"
+    rows = [line for line in result.stderr.splitlines() if "missing" in line]
+    assert len(rows) == 1 and GHOST in rows[0]
+    assert f"pip install '{GHOST}==9.9'" in result.stderr
+    assert "--no-strict" not in result.stderr
+
+
+def test_restore_json_carries_the_environment(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    path = _needs_a_ghost(tmp_path)
+    result = archive_backend.run("restore", path, "--into", tmp_path / "o", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["written"] == ["data.txt"]
+    assert doc["environment_ok"] is False
+    assert [r["name"] for r in doc["environment"] if r["kind"] == "missing"] == [GHOST]
+    assert GHOST in doc["pip_install"]
+
+
+def test_restore_reports_a_mode_only_change(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    ws = write_tree(tmp_path / "ws", {"run.sh": "echo hi\n"})
+    (ws / "run.sh").chmod(0o755)
+    source = archive_backend.create(ws)
+    out = tmp_path / "out"
+    assert archive_backend.run("restore", source, "--into", out).exit_code == 0
+    (out / "run.sh").chmod(0o644)
+
+    refused = archive_backend.run("restore", source, "--into", out)
+    assert refused.exit_code == 7
+    assert "run.sh (mode 0644, snapshot 0755)" in refused.stderr
+
+    forced = archive_backend.run("restore", source, "--into", out, "--force", "--json")
+    doc = json.loads(forced.stdout)
+    assert (doc["written"], doc["mode_changed"]) == ([], ["run.sh"])
+    assert (out / "run.sh").stat().st_mode & 0o777 == 0o755
