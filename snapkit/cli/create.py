@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import linecache
 import logging
 import runpy
 import sys
+import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,21 @@ log = logging.getLogger(__name__)
 
 
 def run_script(script: Path, argv: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run ``script`` as ``__main__`` in a fresh namespace; return its globals."""
+    """Run ``script`` as ``__main__`` in a fresh namespace; return its globals.
+
+    A script that raises, or calls ``sys.exit()``, raises
+    :class:`~snapkit.errors.ObjectError`: one line naming the script, the
+    exception and the script's line it came through. The traceback stays
+    the cause (``__cause__``); running the script with python shows it.
+    """
     if not script.is_file():
         raise UsageError(f"--run {script}: no such script")
+    filename = str(script)
     old_argv, old_path = sys.argv, list(sys.path)
-    sys.argv = [str(script), *argv]
+    sys.argv = [filename, *argv]
     sys.path.insert(0, str(script.parent.resolve()))
     try:
-        return runpy.run_path(str(script), run_name="__main__")
+        return runpy.run_path(filename, run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise ObjectError(
@@ -36,8 +45,34 @@ def run_script(script: Path, argv: tuple[str, ...] = ()) -> dict[str, Any]:
         raise ObjectError(
             f"--run {script} called sys.exit() before its globals could be kept"
         ) from exc
+    except Exception as exc:
+        raise ObjectError(_script_failure(filename, exc)) from exc
     finally:
         sys.argv, sys.path[:] = old_argv, old_path
+
+
+def _script_failure(filename: str, exc: Exception) -> str:
+    if isinstance(exc, SyntaxError):
+        message = exc.msg or ""
+        lineno = exc.lineno if exc.filename == filename else None
+    else:
+        message = str(exc)
+        # The innermost frame of the script itself: the line the user wrote.
+        lineno = None
+        for frame, line in traceback.walk_tb(exc.__traceback__):
+            if frame.f_code.co_filename == filename:
+                lineno = line
+    message = " ".join(message.split()) or "(no message)"
+    if len(message) > 300:
+        message = message[:297] + "..."
+    where = ""
+    if lineno is not None:
+        source = linecache.getline(filename, lineno).strip()
+        where = f" at line {lineno}" + (f" ({source})" if source else "")
+    return (
+        f"--run {filename} failed{where}: {type(exc).__name__}: {message}. Fix "
+        f"the script (`python {filename}` shows the traceback), then capture again"
+    )
 
 
 def _split(values: tuple[str, ...]) -> list[str]:

@@ -479,8 +479,9 @@ def _attribute_children(value: Any) -> Iterator[tuple[str, Any]]:
 def _unpicklable_message(name: str, path: str, reason: str) -> str:
     return (
         f"cannot pickle object {name!r}: {path}: {reason}. Leave it out with "
-        f"exclude=[{name!r}] (CLI: --exclude-object {name}), or pass "
-        'on_unpicklable="skip" to capture the other objects without it'
+        f"exclude=[{name!r}] (CLI: --exclude-object {name}), or capture the "
+        'other objects without it with on_unpicklable="skip" (CLI: '
+        "--skip-unpicklable)"
     )
 
 

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,58 @@ def test_restore_reports_a_mode_only_change(
     doc = json.loads(forced.stdout)
     assert (doc["written"], doc["mode_changed"]) == ([], ["run.sh"])
     assert (out / "run.sh").stat().st_mode & 0o777 == 0o755
+
+
+# -- create --run: the script's own errors ------------------------------------------
+
+
+def test_run_script_that_raises_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A child process, as a shell or CI sees it: exit 6, no traceback."""
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "weights = [1, 2]\n\ndef fit():\n    raise ValueError('no\\nrows')\n\nfit()\n"
+    )
+    env = {**os.environ, "SNAPKIT_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "x.snap"
+    argv = ["create", "--no-files", "--run", str(script), "-o", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "snapkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 6, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("snapkit: error: --run ")
+    assert str(script) in line
+    assert "line 4 (raise ValueError('no\\nrows'))" in line
+    assert "ValueError: no rows" in line
+    assert "Traceback" not in proc.stderr and "a bug" not in proc.stderr
+    assert not out.exists()
+
+
+def test_run_script_with_a_syntax_error(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("x = 1\ny = (\n")
+    result = archive_backend.run(
+        "create", "--no-files", "--run", script, "-o", tmp_path / "x.snap"
+    )
+    assert result.exit_code == 6
+    assert "line 2" in result.stderr and "SyntaxError" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unpicklable_global_suggests_the_cli_flag(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    script = tmp_path / "lock.py"
+    script.write_text("import threading\nlock = threading.Lock()\n")
+    result = archive_backend.run(
+        "create", "--no-files", "--run", script, "-o", tmp_path / "x.snap"
+    )
+    assert result.exit_code == 6
+    assert "--skip-unpicklable" in result.stderr
+    assert "--exclude-object lock" in result.stderr
