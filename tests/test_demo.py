@@ -33,6 +33,22 @@ def test_run_demo_tours_every_part(tmp_path: Path) -> None:
     assert restored.read_bytes() == original.read_bytes()
     assert any("only" in line and "bytes uploaded" in line for line in lines)
 
+    # Step 3 shows the snapshot: objects, what each pickle imports, libraries,
+    # files, before anything is restored.
+    shown = lines.index(next(line for line in lines if line.startswith("3. ")))
+    listed = lines.index(next(line for line in lines if line.startswith("4. ")))
+    step = lines[shown:listed]
+    assert set(result.shown_imports) == {"iris", "model", "score"}
+    assert any(i.startswith("sklearn.") for i in result.shown_imports["model"])
+    assert any(i.startswith("pandas.") for i in result.shown_imports["iris"])
+    for name, imports in result.shown_imports.items():
+        assert any(line.strip().startswith(name) for line in step)
+        assert f"      imports: {', '.join(imports)}" in "\n".join(step)
+    assert any("libraries:" in line and "installed" in line for line in step)
+    assert any(line.strip() == "files (4)" for line in step)
+    assert any(line.endswith("  iris.csv") for line in step)
+    assert not any("WARNING" in line for line in step)
+
 
 def test_snapkit_demo_command_in_a_child_process(tmp_path: Path) -> None:
     """The console command exits 0, prints the steps, and leaves no temp folder."""
@@ -48,9 +64,12 @@ def test_snapkit_demo_command_in_a_child_process(tmp_path: Path) -> None:
     for step in (
         "1. workspace",
         "2. training",
-        "3. your snapshots",
-        "5. what changed",
-        "6. restoring",
+        "3. what",
+        "imports: ",
+        "libraries: ",
+        "4. your snapshots",
+        "6. what changed",
+        "7. restoring",
         "done",
     ):
         assert step in proc.stdout

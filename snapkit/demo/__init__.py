@@ -7,10 +7,13 @@ inside a temporary folder it deletes afterwards:
 1. start an embedded server on a free loopback port, create a user;
 2. run the training script and capture the model, the data and the scoring
    function plus the workspace files straight to the server;
-3. list the user's snapshots;
-4. edit the data, retrain, capture again, and show how little was uploaded;
-5. diff the two snapshots and audit the first;
-6. restore the first into a new folder and score a flower with its model.
+3. show what the snapshot holds, as ``snapkit show`` does: the objects and
+   what each pickle imports (read from its opcodes, nothing unpickled), the
+   libraries and the files;
+4. list the user's snapshots;
+5. edit the data, retrain, capture again, and show how little was uploaded;
+6. diff the two snapshots and audit the first;
+7. restore the first into a new folder and score a flower with its model.
 
 It needs the ``server`` and ``demo`` extras (FastAPI, uvicorn, httpx;
 pandas and scikit-learn for the training script).
@@ -42,6 +45,8 @@ class DemoResult:
     second_upload: int = 0
     listed: int = 0
     restored_files: list[str] = field(default_factory=list)
+    #: What step 3 showed: object name -> what its pickle imports.
+    shown_imports: dict[str, list[str]] = field(default_factory=dict)
     prediction: list[str] = field(default_factory=list)
     diff_changed: bool = False
     audit_ok: bool = False
@@ -85,6 +90,7 @@ def run_demo(
     _require_extras()
     from snapkit.audit import audit
     from snapkit.capture import CaptureReport, capture
+    from snapkit.cli.show import describe, render
     from snapkit.diff import diff
     from snapkit.remote.client import Client
     from snapkit.restore import restore
@@ -121,14 +127,25 @@ def run_demo(
                     f"{report.files} files, {client.bytes_sent} bytes uploaded"
                 )
 
+                say(
+                    f"3. what {first.id[:12]} holds (snapkit show {first.id[:12]}), "
+                    "read without unpickling anything:"
+                )
+                shown = describe(first)
+                result.shown_imports = {
+                    o["name"]: o["imports"] or [] for o in shown["objects"]
+                }
+                for line in render(shown):
+                    say("   " + line if line else "")
+
                 infos = client.list_snapshots()
                 result.listed = len(infos)
-                say("3. your snapshots on the server:")
+                say("4. your snapshots on the server:")
                 for info in infos:
                     say(f"   {info.id[:12]}  {info.name}  {info.created}")
 
                 say(
-                    "4. editing iris.csv (five new flowers), retraining, "
+                    "5. editing iris.csv (five new flowers), retraining, "
                     "capturing again"
                 )
                 with open(workspace / "iris.csv", "a") as f:
@@ -158,7 +175,7 @@ def run_demo(
                     f"(the first push sent {result.first_upload})"
                 )
 
-                say("5. what changed between the two snapshots:")
+                say("6. what changed between the two snapshots:")
                 d = diff((client, first.id), (client, second.id))
                 result.diff_changed = d.changed
                 for line in d.render(stat=True).splitlines():
@@ -171,7 +188,7 @@ def run_demo(
                 )
 
                 into = base / "restored"
-                say(f"6. restoring {first.id[:12]} into {into}")
+                say(f"7. restoring {first.id[:12]} into {into}")
                 restored = restore(client, into=into, snapshot_id=first.id)
                 result.restored_files = restored.written
                 flower = [[5.9, 3.0, 5.1, 1.8]]
