@@ -7,10 +7,12 @@ the server costs two manifest downloads. Only ``--patch`` reads file blobs
 
 Either side may be anything :func:`load_source` understands: a
 :class:`~snapkit.workspace.manifest.Manifest`, a snapshot, an archive path
-(``file.snap`` or ``file.snap#id-prefix``), a ``(repository, id)`` pair, a
-directory (the live workspace, captured as a dry run) or, in Python, a
-namespace dict. A live directory has files but no objects, so when either
-side is one the objects are not compared.
+(``file.snap`` or ``file.snap#id-prefix``), a snapshot id on the configured
+server, a ``(repository, id)`` pair, a directory (the live workspace,
+captured as a dry run) or, in Python, a namespace dict. A live directory has
+files but no objects, so when either side is one the objects are not
+compared; a namespace captured without ``files=`` has objects but no files,
+so then the files are not compared.
 
 The JSON form (:meth:`Diff.to_json`) is stable; its schema is documented in
 ``docs/diff-json.md`` and carries ``"schema": "snapkit.diff/1"``.
@@ -23,6 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -56,7 +59,10 @@ __all__ = [
     "diff",
     "diff_sources",
     "format_size",
+    "is_server_id",
     "load_source",
+    "open_server_snapshot",
+    "opened_sources",
     "text_patch",
 ]
 
@@ -70,6 +76,37 @@ STORE_MARKER = "snapkit-store"
 # -- sources -------------------------------------------------------------------
 
 
+_HEX_ID = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def is_server_id(spec: str) -> bool:
+    """Whether ``spec`` names a server snapshot rather than a local path.
+
+    True for 4 to 64 hex digits (an id or a prefix of one) when no file or
+    folder of that name exists.
+    """
+    return bool(_HEX_ID.match(spec.lower())) and not os.path.exists(spec)
+
+
+def open_server_snapshot(spec: str) -> Snapshot:
+    """Open snapshot ``spec`` (an id or prefix) on the configured server.
+
+    The returned snapshot owns its :class:`~snapkit.remote.client.Client`:
+    closing it closes the client. Raises :class:`~snapkit.errors.UsageError`
+    when the client extra is not installed, and what the client raises for a
+    missing login or an unknown id.
+    """
+    try:
+        # Lazy: the client needs httpx, which only the client extra installs.
+        from snapkit.remote.client import Client
+    except ImportError as exc:
+        raise UsageError(
+            f"{spec!r} is not a file, and reading server snapshots needs the "
+            "client extra: pip install 'snapkit[client]'"
+        ) from exc
+    return open_snapshot(Client(), spec, close_repository=True)
+
+
 @dataclass
 class Source:
     """One side of a diff or the subject of an audit, resolved to a manifest.
@@ -77,6 +114,10 @@ class Source:
     ``repository`` is set when the bytes are reachable (an archive, a store, a
     server); it is used for exact stored sizes and for ``--patch``. ``live`` is
     true for a workspace captured as a dry run, and ``root`` is its directory.
+
+    A source that :func:`load_source` opened from a path or an id owns that
+    snapshot (and its archive or client); :meth:`close` releases it. A source
+    built from a snapshot or a repository the caller holds owns nothing.
     """
 
     manifest: Manifest
@@ -87,9 +128,24 @@ class Source:
     root: Path | None = None
     #: True when the source has no namespace (a directory): objects are unknown.
     files_only: bool = False
+    #: True for a namespace captured without ``files=``: files are unknown.
+    objects_only: bool = False
     #: Kept from a live scan: ``(path, rule)`` pairs and likely secrets.
     ignored: list[tuple[str, str]] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    #: What :func:`load_source` opened for this source, closed by :meth:`close`.
+    opened: list[Snapshot] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close what :func:`load_source` opened for this source (idempotent)."""
+        while self.opened:
+            self.opened.pop().close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _from_snapshot(snap: Snapshot, label: str) -> Source:
@@ -128,9 +184,16 @@ def _live_directory(root: Path, **capture_options: Any) -> Source:
 def load_source(source: Any, **capture_options: Any) -> Source:
     """Resolve anything a diff or audit accepts into a :class:`Source`.
 
-    Raises :class:`~snapkit.errors.NotFoundError` for a path that does not
-    exist and :class:`~snapkit.errors.UsageError` for a value of the wrong
-    kind. ``capture_options`` go to the dry-run capture of a live workspace.
+    A string is a workspace directory, an archive or store path (optionally
+    ``path#id-prefix`` or ``path#latest``), or, when no such path exists and
+    it is 4 to 64 hex digits, a snapshot id on the configured server. A
+    namespace dict is captured as a dry run with ``capture_options``; without
+    ``files=`` it has no files, so a diff does not compare them.
+
+    The caller must :meth:`Source.close` the result (or use it in ``with``)
+    when the source was a path or an id. Raises
+    :class:`~snapkit.errors.NotFoundError` for a path that does not exist
+    and :class:`~snapkit.errors.UsageError` for a value of the wrong kind.
     """
     if isinstance(source, Source):
         return source
@@ -156,6 +219,7 @@ def load_source(source: Any, **capture_options: Any) -> Source:
             "namespace (live)",
             live=True,
             root=Path(root) if root is not None else None,
+            objects_only=root is None,
             ignored=list(report.ignored),
             secrets=list(report.secrets),
         )
@@ -165,8 +229,8 @@ def load_source(source: Any, **capture_options: Any) -> Source:
         return _from_snapshot(source, f"{source.repository.where}#{source.id[:12]}")
     raise UsageError(
         f"cannot use {type(source).__name__} as a snapshot; give a manifest, a "
-        "snapshot, an archive path, a (repository, id) pair, a directory or a "
-        "namespace dict"
+        "snapshot, an archive path, a server snapshot id, a (repository, id) "
+        "pair, a directory or a namespace dict"
     )
 
 
@@ -174,10 +238,29 @@ def _load_path(text: str, **capture_options: Any) -> Source:
     path = Path(text)
     if path.is_dir() and not (path / STORE_MARKER).exists():
         return _live_directory(path, **capture_options)
-    # An archive (optionally file.snap#id-prefix or #latest) or a store folder.
-    # TODO(#4): resolve bare snapshot ids against the configured server once
-    # snapkit.remote exists.
-    return _from_snapshot(open_snapshot(text), text)
+    # An archive (optionally file.snap#id-prefix or #latest), a store folder,
+    # or a bare id naming a snapshot on the server.
+    snap = open_server_snapshot(text) if is_server_id(text) else open_snapshot(text)
+    src = _from_snapshot(snap, text)
+    src.opened.append(snap)
+    return src
+
+
+@contextmanager
+def opened_sources(*sources: Any, **capture_options: Any) -> Iterator[list[Source]]:
+    """Resolve ``sources`` with :func:`load_source`; close what it opened on exit.
+
+    A :class:`Source` passed in is used as it is and left open: its owner
+    closes it. If one side fails to resolve, those already opened are closed.
+    """
+    with ExitStack() as stack:
+        out = []
+        for given in sources:
+            src = load_source(given, **capture_options)
+            if src is not given:
+                stack.callback(src.close)
+            out.append(src)
+        yield out
 
 
 # -- result model ----------------------------------------------------------------
@@ -331,6 +414,8 @@ class Diff:
     totals: Totals
     #: False when one side is a directory, which has no objects to compare.
     objects_compared: bool = True
+    #: False when one side is a namespace captured without files.
+    files_compared: bool = True
 
     @property
     def changed(self) -> bool:
@@ -344,6 +429,7 @@ class Diff:
             "b": {"label": self.b, "id": self.b_id},
             "changed": self.changed,
             "objects_compared": self.objects_compared,
+            "files_compared": self.files_compared,
             "objects": [o.to_json() for o in self.objects],
             "files": [f.to_json() for f in self.files],
             "libraries": self.libraries.to_json(),
@@ -358,24 +444,32 @@ class Diff:
 # -- comparing -----------------------------------------------------------------
 
 
-def diff(a: Any, b: Any) -> Diff:
+def diff(a: Any, b: Any, **capture_options: Any) -> Diff:
     """Compare ``a`` (before) with ``b`` (after); see :func:`load_source`.
 
-    Reads no blob. Raises what :func:`load_source` raises for a side that
+    ``capture_options`` (``files``, ``exclude``, ``on_unpicklable``, ...) go
+    to the dry-run capture of a side that is a live namespace or directory:
+    ``diff("a.snap", globals(), exclude=["scratch"])``. A namespace side
+    without ``files=`` has no files, so files are not compared; a directory
+    side has no objects, so objects are not compared.
+
+    Reads no blob. Archives and server connections opened here are closed
+    before returning. Raises what :func:`load_source` raises for a side that
     cannot be resolved.
     """
-    sa, sb = load_source(a), load_source(b)
-    return diff_sources(sa, sb)
+    with opened_sources(a, b, **capture_options) as (sa, sb):
+        return diff_sources(sa, sb)
 
 
 def diff_sources(sa: Source, sb: Source) -> Diff:
     """Compare two resolved sources (the engine behind :func:`diff`)."""
     ma, mb = sa.manifest, sb.manifest
     compare_objects = not (sa.files_only or sb.files_only)
+    compare_files = not (sa.objects_only or sb.objects_only)
     objects = _diff_objects(ma.objects, mb.objects) if compare_objects else []
-    files = _diff_files(ma.files, mb.files)
+    files = _diff_files(ma.files, mb.files) if compare_files else []
     libraries = _diff_libraries(ma.libraries, mb.libraries, compare_objects)
-    totals = _totals(sa, sb, compare_objects)
+    totals = _totals(sa, sb, compare_objects, compare_files)
     log.info(
         "diff %s -> %s: %d objects, %d files, %d distributions changed",
         sa.label,
@@ -394,6 +488,7 @@ def diff_sources(sa: Source, sb: Source) -> Diff:
         libraries=libraries,
         totals=totals,
         objects_compared=compare_objects,
+        files_compared=compare_files,
     )
 
 
@@ -610,7 +705,10 @@ def _diff_libraries(la: Libraries, lb: Libraries, required: bool) -> LibrariesDi
 
 
 def blob_stored_sizes(
-    manifest: Manifest, objects: bool = True, wanted: set[str] | None = None
+    manifest: Manifest,
+    objects: bool = True,
+    wanted: set[str] | None = None,
+    files: bool = True,
 ) -> dict[str, int]:
     """Estimate each blob's stored size from its entry's stored total.
 
@@ -619,10 +717,11 @@ def blob_stored_sizes(
     all their blobs were already stored by an earlier entry) count raw for
     blobs no other entry prices. With ``wanted``, only entries holding one of
     those blobs are looked at (the rest of the result is incomplete).
+    ``objects`` and ``files`` choose which entries count.
     """
-    entries: list[tuple[int, int, list[BlobRef]]] = [
-        (f.stored_size, f.size, f.blobs) for f in manifest.files
-    ]
+    entries: list[tuple[int, int, list[BlobRef]]] = []
+    if files:
+        entries += [(f.stored_size, f.size, f.blobs) for f in manifest.files]
     if objects:
         entries += [
             (o.stored_size, o.raw_size, list(o.blob_refs())) for o in manifest.objects
@@ -641,11 +740,12 @@ def blob_stored_sizes(
     return out
 
 
-def _raw_sizes(manifest: Manifest, objects: bool) -> dict[str, int]:
+def _raw_sizes(manifest: Manifest, objects: bool, files: bool) -> dict[str, int]:
     refs: dict[str, int] = {}
-    for f in manifest.files:
-        for bid, size in f.blobs:
-            refs[bid] = size
+    if files:
+        for f in manifest.files:
+            for bid, size in f.blobs:
+                refs[bid] = size
     if objects:
         for o in manifest.objects:
             for bid, size in o.blob_refs():
@@ -653,9 +753,9 @@ def _raw_sizes(manifest: Manifest, objects: bool) -> dict[str, int]:
     return refs
 
 
-def _totals(sa: Source, sb: Source, objects: bool) -> Totals:
-    ra = _raw_sizes(sa.manifest, objects)
-    rb = _raw_sizes(sb.manifest, objects)
+def _totals(sa: Source, sb: Source, objects: bool, files: bool) -> Totals:
+    ra = _raw_sizes(sa.manifest, objects, files)
+    rb = _raw_sizes(sb.manifest, objects, files)
     ids_a, ids_b = ra.keys(), rb.keys()
     fresh = set(ids_b - ids_a)
     gone = ids_a - ids_b
@@ -669,7 +769,7 @@ def _totals(sa: Source, sb: Source, objects: bool) -> Totals:
         except Exception as exc:  # a size query is an estimate's nicety only
             log.warning("cannot read stored sizes from %s: %s", sb.label, exc)
     if not exact:
-        estimate = blob_stored_sizes(sb.manifest, objects, wanted=fresh)
+        estimate = blob_stored_sizes(sb.manifest, objects, wanted=fresh, files=files)
         stored = {bid: stored.get(bid, estimate[bid]) for bid in fresh}
     return Totals(
         bytes_added=sum(rb[b] for b in fresh),
@@ -755,7 +855,9 @@ def _counts(d: Diff) -> dict[str, str]:
         "objects": tally(o.status for o in d.objects)
         if d.objects_compared
         else "not compared (live directory)",
-        "files": tally(f.status for f in d.files),
+        "files": tally(f.status for f in d.files)
+        if d.files_compared
+        else "not compared (namespace without files)",
         "libraries": tally(x.status for x in d.libraries.distributions),
     }
     if d.libraries.python_before != d.libraries.python_after:
@@ -792,6 +894,8 @@ def _size_pair(before: int | None, after: int | None) -> str:
 
 
 def _render_files(d: Diff) -> list[str]:
+    if not d.files_compared:
+        return ["files: not compared (the namespace was captured without files)"]
     if not d.files:
         return []
     rows = []

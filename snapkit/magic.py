@@ -19,7 +19,6 @@ object has loaded.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -275,10 +274,9 @@ def _diff(shell: InteractiveShell, args: argparse.Namespace) -> None:
 
     with _open(args.source) as snap:
         before = _snapshot_source(snap, args.source)
+        # Without --files the namespace side has no files, so the diff
+        # compares objects only; say how to bring the files in.
         if args.files is None and before.manifest.files:
-            # The namespace alone has no files: without --files every file of
-            # the snapshot would read as removed. Compare objects only.
-            before.manifest = dataclasses.replace(before.manifest, files=[])
             print(
                 f"(files not compared: give --files DIR to compare the "
                 f"{len(snap.manifest.files)} files of the snapshot)"

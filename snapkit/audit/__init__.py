@@ -17,6 +17,7 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from snapkit.audit.report import (
     Totals,
     Violation,
 )
-from snapkit.diff import Source, blob_stored_sizes, diff_sources, load_source
+from snapkit.diff import Source, blob_stored_sizes, diff_sources, opened_sources
 from snapkit.errors import ConfigError, UsageError
 from snapkit.workspace.ignore import RuleSet, is_secret
 from snapkit.workspace.manifest import Manifest, content_id
@@ -221,36 +222,42 @@ def audit(
     the audited directory, else the current one; ``use_config=False`` skips
     it). The report is returned even when a limit is exceeded: call
     :meth:`AuditReport.check` to raise
-    :class:`~snapkit.errors.BudgetExceededError`.
+    :class:`~snapkit.errors.BudgetExceededError`. Archives and server
+    connections opened here are closed before returning.
     """
     if top < 1:
         raise UsageError(f"--top {top} must be at least 1")
-    src = load_source(source, **capture_options)
+    with ExitStack() as stack:
+        (src,) = stack.enter_context(opened_sources(source, **capture_options))
+        base = None
+        if baseline is not None:
+            (base,) = stack.enter_context(opened_sources(baseline))
 
-    config = Limits()
-    if use_config:
-        config = find_limits(src.root if src.root is not None else None)
-    limits = _merge_limits(budget, max_object, max_file, config)
+        config = Limits()
+        if use_config:
+            config = find_limits(src.root if src.root is not None else None)
+        limits = _merge_limits(budget, max_object, max_file, config)
 
-    base = load_source(baseline) if baseline is not None else None
-    used: set[str] | None = None
-    if entrypoint is not None:
-        script, function = parse_entrypoint(entrypoint)
-        used = used_globals(script, function)
+        used: set[str] | None = None
+        if entrypoint is not None:
+            script, function = parse_entrypoint(entrypoint)
+            used = used_globals(script, function)
 
-    report = _build(
-        src,
-        limits,
-        base,
-        entrypoint,
-        used,
-        list(capture_options.get("include") or ()),
-        list(capture_options.get("file_include") or ()),
-        top,
-    )
+        # Built while the sources are open: exact stored sizes ask the
+        # repository.
+        report = _build(
+            src,
+            limits,
+            base,
+            entrypoint,
+            used,
+            list(capture_options.get("include") or ()),
+            list(capture_options.get("file_include") or ()),
+            top,
+        )
     log.info(
         "audited %s: raw %d, stored %d, %d findings, %d limits exceeded",
-        src.label,
+        report.source,
         report.totals.raw,
         report.totals.stored,
         len(report.findings),

@@ -12,8 +12,6 @@ A snapshot is named on the command line by one SOURCE string:
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from snapkit.diff import is_server_id, open_server_snapshot
 from snapkit.errors import UsageError
 from snapkit.snapshot import Snapshot
 from snapkit.snapshot import open as open_snapshot
@@ -35,8 +34,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_HEX_ID = re.compile(r"^[0-9a-f]{4,64}$")
 
 
 def json_option(f: F) -> F:
@@ -64,22 +61,10 @@ def human_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def is_server_id(spec: str) -> bool:
-    """Whether ``spec`` names a server snapshot rather than a local path."""
-    return bool(_HEX_ID.match(spec.lower())) and not os.path.exists(spec)
-
-
 def open_source(spec: str) -> Snapshot:
     """Open the snapshot a SOURCE string names (see the module docstring)."""
     if is_server_id(spec):
-        try:
-            from snapkit.remote.client import Client
-        except ImportError as exc:
-            raise UsageError(
-                f"{spec!r} is not a file, and reading server snapshots needs the "
-                "client extra: pip install 'snapkit[client]'"
-            ) from exc
-        return open_snapshot(Client(), spec, close_repository=True)
+        return open_server_snapshot(spec)
     path = spec.split("#", 1)[0]
     if not Path(path).exists():
         raise UsageError(

@@ -559,11 +559,14 @@ class Client(Repository):
     def diff(self, a: str, b: str) -> Any:
         """Compare two of the caller's snapshots (a :class:`snapkit.diff.Diff`).
 
-        Reads the two manifests only, never a blob.
+        ``a`` and ``b`` are ids or unique prefixes. Reads the two manifests
+        and asks the server the stored sizes of B's blobs that A lacks, so
+        both ids are filled in and ``totals.upload_exact`` is true; never
+        reads a blob. The client stays open.
         """
         from snapkit.diff import diff
 
-        return diff(self.snapshot(a), self.snapshot(b))
+        return diff((self, a), (self, b))
 
     # -- lifetime ------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from snapkit.diff import diff
 from snapkit.store.archive import Archive
 from snapkit.workspace.manifest import Distribution
 
+from .test_schema import validate_documented
+
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "iris"
 KEEP = ["model", "iris", "scratch", "score"]
 
@@ -85,7 +87,9 @@ def test_iris_diff_shows_csv_edit_retrain_and_upgrade(
     result = CliRunner().invoke(main, ["diff", str(a), f"{b}#latest", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
+    validate_documented(doc)
     assert doc["schema"] == "snapkit.diff/1"
+    assert doc["a"]["id"] and doc["b"]["id"] and doc["totals"]["upload_exact"]
     assert [f["path"] for f in doc["files"]] == ["iris.csv"]
     assert doc["libraries"]["distributions"][0]["name"] == "scikit-learn"
 
@@ -116,6 +120,7 @@ def test_diff_against_live_directory_and_patch(
     assert "objects: not compared" in result.output
 
     d = diff(a, root)
+    validate_documented(d.to_json())
     assert {f.path: f.status for f in d.files} == {
         "iris.csv": "modified",
         "train.py": "modified",
