@@ -18,6 +18,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,47 @@ def parse_size(value: str | int, what: str = "size") -> int:
             "unit: 500k, 200MB, 1.5GiB (k/M/G/T are powers of 1000, "
             "KiB/MiB/GiB/TiB powers of 1024)"
         )
-    return int(float(match.group(1)) * _UNITS[unit])
+    number = float(match.group(1))
+    if _UNITS[unit] == 1 and not number.is_integer():
+        raise UsageError(
+            f"{what} {value!r} is a fraction of a byte; give whole bytes or a "
+            "unit: 2, 1.5k, 1.5MB"
+        )
+    return int(number * _UNITS[unit])
 
 
 _LIMIT_KEYS = {"budget": "budget", "max-object": "max_object", "max-file": "max_file"}
+
+
+def _config_size(value: Any, key: str, path: Path) -> int:
+    where = f"{key} in [tool.snapkit] of {path}"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        hint = (
+            f'write "{value}MB" (quoted, with a unit) or a whole number of bytes'
+            if isinstance(value, float)
+            else 'write a size like "200MB" or a whole number of bytes'
+        )
+        raise ConfigError(f"{where} is {value!r}, not a size; {hint}")
+    try:
+        return parse_size(value, where)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _check_keys(section: dict[str, Any], path: Path) -> None:
+    unknown = sorted(k for k in section if k not in _LIMIT_KEYS)
+    if not unknown:
+        return
+    hints = [
+        f"{k!r} (did you mean {k.replace('_', '-')!r}?)"
+        if k.replace("_", "-") in _LIMIT_KEYS
+        else repr(k)
+        for k in unknown
+    ]
+    raise ConfigError(
+        f"[tool.snapkit] in {path} has unknown key(s) {', '.join(hints)}; "
+        f"the valid keys are {', '.join(_LIMIT_KEYS)}"
+    )
 
 
 def _read_tool_section(path: Path) -> dict[str, Any]:
@@ -137,9 +175,19 @@ def _scan_tool_section(text: str) -> dict[str, Any]:
             inside = line == "[tool.snapkit]"
         elif inside and "=" in line:
             key, _, value = (p.strip() for p in line.partition("="))
-            value = value.strip("\"'")
-            out[key.strip("\"'")] = int(value) if value.isdigit() else value
+            out[key.strip("\"'")] = _scan_value(value)
     return out
+
+
+def _scan_value(text: str) -> Any:
+    if text[:1] in ("'", '"'):
+        return text.strip("\"'")
+    for kind in (int, float):
+        try:
+            return kind(text.replace("_", ""))
+        except ValueError:
+            pass
+    return text
 
 
 def find_limits(start: str | os.PathLike[str] | None = None) -> Limits:
@@ -147,8 +195,10 @@ def find_limits(start: str | os.PathLike[str] | None = None) -> Limits:
 
     Walks up from ``start`` (default: the current directory) and stops at the
     first ``pyproject.toml`` that has a ``[tool.snapkit]`` section. Keys:
-    ``budget``, ``max-object``, ``max-file`` (sizes as for :func:`parse_size`).
-    Raises :class:`~snapkit.errors.ConfigError` naming a bad file or value.
+    ``budget``, ``max-object``, ``max-file``: a size string as for
+    :func:`parse_size` or a whole number of bytes. Raises
+    :class:`~snapkit.errors.ConfigError` naming the file and the bad value
+    or unknown key (a misspelt limit would otherwise be silently ignored).
     """
     here = Path(start if start is not None else os.getcwd()).resolve()
     if here.is_file():
@@ -160,14 +210,12 @@ def find_limits(start: str | os.PathLike[str] | None = None) -> Limits:
         section = _read_tool_section(candidate)
         if not section:
             continue
+        _check_keys(section, candidate)
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
         for key, attr in _LIMIT_KEYS.items():
             if key in section:
-                try:
-                    values[attr] = parse_size(section[key], f"{key} in {candidate}")
-                except UsageError as exc:
-                    raise ConfigError(str(exc)) from exc
+                values[attr] = _config_size(section[key], key, candidate)
                 origin[attr] = str(candidate)
         return Limits(**values, origin=origin)
     return Limits()
@@ -214,10 +262,11 @@ def audit(
     """Measure ``source`` and judge it against the limits; return the report.
 
     ``source`` is anything :func:`snapkit.diff.load_source` accepts: an
-    archive path, a snapshot, a ``(repository, id)`` pair, a manifest, a
-    workspace directory or a namespace dict (both measured by a dry-run
-    capture, which gets ``capture_options``: ``include``, ``file_include``,
-    ``file_exclude``, ``allow_secrets``...).
+    archive path, a server snapshot id, a snapshot, a ``(repository, id)``
+    pair, a manifest, a workspace directory or a namespace dict (both
+    measured by a dry-run capture, which gets ``capture_options``:
+    ``include``, ``files``, ``file_include``, ``file_exclude``,
+    ``allow_secrets``...).
     Limits given here override those in ``pyproject.toml`` (searched from
     the audited directory, else the current one; ``use_config=False`` skips
     it). The report is returned even when a limit is exceeded: call
@@ -239,22 +288,21 @@ def audit(
         limits = _merge_limits(budget, max_object, max_file, config)
 
         used: set[str] | None = None
+        function = None
         if entrypoint is not None:
             script, function = parse_entrypoint(entrypoint)
             used = used_globals(script, function)
 
+        why = _Why(
+            live=src.live,
+            include=set(capture_options.get("include") or ()),
+            function=function,
+            used=used,
+            kept=_kept_files(src, capture_options),
+        )
         # Built while the sources are open: exact stored sizes ask the
         # repository.
-        report = _build(
-            src,
-            limits,
-            base,
-            entrypoint,
-            used,
-            list(capture_options.get("include") or ()),
-            list(capture_options.get("file_include") or ()),
-            top,
-        )
+        report = _build(src, limits, base, entrypoint, used, why, top)
     log.info(
         "audited %s: raw %d, stored %d, %d findings, %d limits exceeded",
         report.source,
@@ -266,14 +314,65 @@ def audit(
     return report
 
 
+def _kept_files(src: Source, capture_options: dict[str, Any]) -> dict[str, str] | None:
+    """For a dry run: each kept file a negation or ``--include`` rule decided.
+
+    ``None`` when the source is a snapshot, whose manifest does not record
+    the rules its files were chosen by.
+    """
+    if not src.live:
+        return None
+    if src.root is None:
+        return {}
+    # A second, stat-only walk with the capture's own options: the dry-run
+    # capture reports what it left out, not which rule kept what it took.
+    from snapkit.workspace.files import scan
+
+    walked = scan(
+        src.root,
+        exclude=capture_options.get("file_exclude") or (),
+        include=capture_options.get("file_include") or (),
+        allow_secrets=bool(capture_options.get("allow_secrets")),
+    )
+    return dict(walked.kept)
+
+
+@dataclass(frozen=True)
+class _Why:
+    """What an item's ``why`` is worked out from."""
+
+    live: bool
+    include: set[str]
+    function: str | None
+    used: set[str] | None
+    #: Path -> deciding rule for files a rule kept; None: rules not recorded.
+    kept: dict[str, str] | None
+
+    def object(self, name: str) -> str:
+        if self.used is not None:
+            if name == self.function:
+                return "the entry point"
+            return f"{'used' if name in self.used else 'not used'} by {self.function}"
+        if name in self.include:
+            return "selected by include list"
+        if self.live:
+            return "namespace variable"
+        return "captured object"
+
+    def file(self, path: str) -> str:
+        if self.kept is None:
+            return "captured file (ignore rules not recorded in the snapshot)"
+        rule = self.kept.get(path)
+        return f"kept by {rule}" if rule else "not matched by any ignore rule"
+
+
 def _build(
     src: Source,
     limits: Limits,
     base: Source | None,
     entrypoint: str | None,
     used: set[str] | None,
-    include: list[str],
-    file_include: list[str],
+    why: _Why,
     top: int,
 ) -> AuditReport:
     m = src.manifest
@@ -281,9 +380,6 @@ def _build(
     totals = _totals(m, blob_stored, exact)
     raw_total = max(totals.raw, 1)
 
-    include_rules = (
-        RuleSet(include=file_include, use_defaults=False) if file_include else None
-    )
     objects = sorted(
         (
             Item(
@@ -292,7 +388,7 @@ def _build(
                 o.raw_size,
                 o.stored_size or sum(blob_stored[b] for b, _ in o.blob_refs()),
                 o.raw_size / raw_total,
-                _object_why(src, o.name, include),
+                why.object(o.name),
                 o.type,
             )
             for o in m.objects
@@ -307,7 +403,7 @@ def _build(
                 f.size,
                 f.stored_size or sum(blob_stored[b] for b, _ in f.blobs),
                 f.size / raw_total,
-                _file_why(f.path, include_rules),
+                why.file(f.path),
             )
             for f in m.files
             if f.kind == "file"
@@ -317,7 +413,7 @@ def _build(
     folders = _folders(files, raw_total)
 
     violations = _violations(limits, totals, objects, files, top)
-    findings = _findings(src, objects, files, used)
+    findings = _findings(src, objects, files, used, why.function)
     growth = _growth(base, src) if base is not None else ()
     return AuditReport(
         source=src.label,
@@ -382,25 +478,6 @@ def _totals(m: Manifest, blob_stored: dict[str, int], exact: bool) -> Totals:
     )
 
 
-def _object_why(src: Source, name: str, include: list[str]) -> str:
-    if name in include:
-        return "selected by include list"
-    if src.live:
-        return "namespace variable"
-    return "captured object"
-
-
-def _file_why(path: str, include_rules: RuleSet | None) -> str:
-    if include_rules is not None:
-        rule = next(
-            (r for r in reversed(include_rules.include) if r.matches(path, False)),
-            None,
-        )
-        if rule is not None and not rule.negated:
-            return rule.label
-    return "not matched by any ignore rule"
-
-
 def _folders(files: Iterable[Item], raw_total: int) -> list[Item]:
     raw: dict[str, int] = defaultdict(int)
     stored: dict[str, int] = defaultdict(int)
@@ -443,7 +520,11 @@ def _violations(
 
 
 def _findings(
-    src: Source, objects: list[Item], files: list[Item], used: set[str] | None
+    src: Source,
+    objects: list[Item],
+    files: list[Item],
+    used: set[str] | None,
+    function: str | None,
 ) -> list[Finding]:
     out: list[Finding] = []
     out += _secret_findings(src)
@@ -451,8 +532,8 @@ def _findings(
     out += _duplicates(src.manifest)
     out += _incompressible(objects + files)
     out += _hidden_references(objects)
-    if used is not None:
-        out += _purge_candidates(objects, used)
+    if used is not None and function is not None:
+        out += _purge_candidates(objects, used, function)
     return out
 
 
@@ -592,13 +673,15 @@ def _hidden_references(objects: list[Item]) -> list[Finding]:
     ]
 
 
-def _purge_candidates(objects: list[Item], used: set[str]) -> list[Finding]:
+def _purge_candidates(
+    objects: list[Item], used: set[str], function: str
+) -> list[Finding]:
     return [
         Finding(
             "purge-candidate",
             (o.ref,),
             o.raw_size,
-            f"{o.name} ({o.raw_size:,} bytes) is not used by the entry point",
+            f"{o.name} ({o.raw_size:,} bytes) is not used by {function}",
             f"leave it out: capture with --for (or drop {o.name} from --keep)",
         )
         for o in objects

@@ -143,7 +143,7 @@ class Violation:
 
 @dataclass(frozen=True)
 class Growth:
-    """An item (or the total) that grew since the baseline."""
+    """An item that grew since the baseline, or the total (which may shrink)."""
 
     kind: str  # "object", "file" or "total"
     name: str
@@ -269,6 +269,13 @@ class AuditReport:
         return "\n".join(_render(self)) + "\n"
 
 
+def _signed(n: int) -> str:
+    """``+1.2 MB``, ``-297 B`` or ``±0 B``: a change with its direction."""
+    if n == 0:
+        return "±0 B"
+    return ("+" if n > 0 else "") + format_size(n)
+
+
 def _pct(share: float) -> str:
     return f"{share * 100:.1f}%"
 
@@ -332,7 +339,8 @@ def _render(r: AuditReport) -> list[str]:
         ),
     ]
     if r.baseline is not None:
-        lines.append(f"grew since {r.baseline}:")
+        # The first row is the total, which may have shrunk; the rest grew.
+        lines.append(f"since {r.baseline}: the raw total, then what grew")
         lines += _table(
             [
                 [
@@ -341,12 +349,14 @@ def _render(r: AuditReport) -> list[str]:
                     format_size(g.size_before),
                     "→",
                     format_size(g.size_after),
-                    "+" + format_size(g.delta),
+                    _signed(g.delta),
                 ]
                 for g in r.growth[: r.top]
             ],
             {2, 4, 5},
         )
+        if len(r.growth) == 1:
+            lines.append("  (no object or file grew)")
     if r.entrypoint is not None:
         used = ", ".join(r.used_globals) or "none"
         lines.append(f"entry point {r.entrypoint} uses globals: {used}")

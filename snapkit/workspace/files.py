@@ -46,6 +46,7 @@ from snapkit.workspace.ignore import (
     RuleSet,
     compile_patterns,
     is_secret,
+    last_match,
 )
 from snapkit.workspace.statcache import StatCache, default_cache_path
 
@@ -91,6 +92,9 @@ class Scan:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     #: Paths left out because their name looks like a secret, sorted.
     secrets: list[str] = field(default_factory=list)
+    #: (path, rule label) for every candidate a rule kept: a ``!negation``
+    #: or an ``--include``. Candidates no rule matched are not listed.
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +154,7 @@ def scan(
     result.entries.sort(key=lambda c: c.path)
     result.ignored.sort()
     result.secrets.sort()
+    result.kept.sort()
     log.info(
         "scanned %s: %d entries, %d ignored, %d secrets left out",
         base,
@@ -200,8 +205,10 @@ def _walk_one(
             venv = functools.partial(os.path.isfile, marker) if is_dir else None
             verdict = rules.judge(path, is_dir, chain, is_virtualenv=venv)
             verdict_excluded, reason = verdict.excluded, verdict.reason
-        if verdict_excluded and rules.included(path, is_dir):
-            verdict_excluded = False
+        if verdict_excluded:
+            rescue = last_match(rules.include, path, is_dir)
+            if rescue is not None and not rescue.negated:
+                verdict_excluded, reason = False, rescue.label
 
         if verdict_excluded:
             if is_dir and rules.include_may_reach(path):
@@ -238,6 +245,8 @@ def _walk_one(
         else:
             kind = "symlink" if is_link else "file"
             result.entries.append(_candidate(path, kind, st, entry.path, target))
+            if reason is not None:
+                result.kept.append((path, reason))
     return subdirs
 
 

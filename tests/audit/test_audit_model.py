@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from snapkit.workspace.manifest import (
     Manifest,
     ObjectEntry,
 )
+from tests.diff.test_schema import validate_documented
 
 MB = 1_000_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -115,7 +118,8 @@ def test_totals_count_each_blob_once() -> None:
     assert r.folders[0].name == "data/"
     assert r.objects[0].share == pytest.approx(200 * MB / m.raw_size, rel=1e-3)
     assert r.objects[0].why == "captured object"
-    assert r.files[0].why == "not matched by any ignore rule"
+    # A manifest does not say which ignore rules chose its files.
+    assert r.files[0].why == "captured file (ignore rules not recorded in the snapshot)"
 
 
 def test_findings_name_each_problem() -> None:
@@ -177,7 +181,9 @@ def test_parse_size(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["lots", "10 parsecs", "-5MB", "", "1.2.3MB"])
+@pytest.mark.parametrize(
+    "bad", ["lots", "10 parsecs", "-5MB", "", "1.2.3MB", "1.5", "0.5B"]
+)
 def test_parse_size_rejects_and_names_the_value(bad: str) -> None:
     """A bad size is a usage error that quotes it."""
     with pytest.raises(UsageError, match=re.escape(repr(bad))):
@@ -203,6 +209,71 @@ def test_limits_come_from_pyproject_and_flags_override(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.snapkit]\nbudget = "huge"\n')
     with pytest.raises(ConfigError, match="huge"):
         find_limits(nested)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('max_object = "1k"', r"'max_object' \(did you mean 'max-object'\?\)"),
+        ('budjet = "1MB"', r"unknown key\(s\) 'budjet'; the valid keys are budget"),
+        ("budget = 1.5", r'budget .* is 1\.5, not a size; write "1\.5MB"'),
+        ("budget = true", r"budget .* is True, not a size"),
+        ('budget = "1.5"', r"'1\.5' is a fraction of a byte"),
+        ("budget = [1]", r"budget .* is \[1\], not a size"),
+    ],
+)
+def test_config_rejects_unknown_keys_and_non_sizes(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    """A misspelt key or a bare 1.5 is an error naming the file, not ignored."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f'[tool.snapkit]\nmax-file = "1MB"\n{line}\n')
+    with pytest.raises(ConfigError, match=expected) as err:
+        find_limits(tmp_path)
+    assert str(pyproject) in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_config_takes_whole_bytes_and_sizes(tmp_path: Path) -> None:
+    """budget = 2000 is 2000 bytes; "1.5k" is 1500; each key spelt with "-"."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.snapkit]\nbudget = 2000\nmax-object = "1.5k"\nmax-file = "3B"\n'
+    )
+    limits = find_limits(tmp_path)
+    assert (limits.budget, limits.max_object, limits.max_file) == (2000, 1500, 3)
+
+
+def test_python_310_reader_keeps_numbers_as_numbers() -> None:
+    """Without tomllib the line reader must see 1.5 as a float, as tomllib does."""
+    from snapkit.audit import _scan_tool_section
+
+    text = (
+        '[project]\nname = "x"\n[tool.snapkit]\nbudget = 1.5\n'
+        'max-file = "1MB"  # quoted\nmax_object = 2_000\n[tool.other]\nb = 1\n'
+    )
+    section = _scan_tool_section(text)
+    assert section == {"budget": 1.5, "max-file": "1MB", "max_object": 2000}
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        assert section == tomllib.loads(text)["tool"]["snapkit"]
+
+
+def test_cli_audit_with_a_misspelt_config_key_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate does not pass silently because its limit was never read."""
+    from click.testing import CliRunner
+
+    from snapkit.cli import main
+
+    (tmp_path / "pyproject.toml").write_text('[tool.snapkit]\nmax_file = "1k"\n')
+    (tmp_path / "big.bin").write_bytes(b"x" * 5000)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["audit", "."])
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'max-file'?" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_audit_reads_limits_from_the_current_directory(
@@ -243,7 +314,36 @@ def test_baseline_shows_what_grew() -> None:
         "X",
         100 * MB,
     )
-    assert "grew since" in r.render()
+    text = r.render()
+    assert "since lab: the raw total, then what grew" in text
+    assert re.search(r"total\s+raw\s+315\.0 MB\s+→\s+415\.0 MB\s+\+100\.0 MB", text)
+
+
+def test_baseline_total_that_shrank_prints_a_minus_sign() -> None:
+    """A smaller snapshot: the total row reads -897 B, never +-897 B."""
+    before = manifest()
+    small = before.objects[3]
+    after = replace(
+        before,
+        objects=[
+            *before.objects[:3],
+            replace(small, pickle=refs("s2", 53), stored_size=10),
+        ],
+        files=[f for f in before.files if f.path != "__pycache__/m.cpython-311.pyc"],
+    )
+    r = audit(after, baseline=before, use_config=False)
+    total = r.growth[0]
+    # "small" grew by 3 bytes, the 900-byte .pyc is gone.
+    assert (total.kind, total.delta) == ("total", 3 - 900)
+    text = r.render()
+    assert "+-" not in text
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("total"))
+    assert row.rstrip().endswith("-897 B")
+    assert r.growth[1].name == "small" and "+3 B" in text
+    assert r.to_json()["growth"][0]["delta"] == -897
+
+    same = audit(before, baseline=before, use_config=False)
+    assert "±0 B" in same.render() and "(no object or file grew)" in same.render()
 
 
 def test_top_limits_lists_and_rejects_zero() -> None:
@@ -285,3 +385,4 @@ def test_json_matches_documented_schema(tmp_path: Path) -> None:
     ):
         doc = json.loads(json.dumps(r.to_json()))
         jsonschema.validate(doc, schema)
+        validate_documented(doc, "audit-json.md")
