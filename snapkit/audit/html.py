@@ -5,9 +5,11 @@ squarified treemap of the raw bytes (objects, then files grouped by top-level
 folder) as absolutely positioned tiles, each with a tooltip. Totals and
 findings are written into the page by Python from the same JSON the ``--json``
 output prints, so the two always agree. When the script has drawn the map it
-adds ``<div id="rendered" data-tiles="N" data-bytes="B">`` (B: the bytes the
-map stands for, equal to the raw total); tests read that
-from a headless browser's DOM to know the script ran without error.
+adds ``<div id="rendered" data-tiles="N" data-bytes="B" data-drawn-bytes="D">``
+(B: the bytes the map stands for, equal to the raw total; D: the bytes of the
+tiles it drew, equal to B, because even a group too small to see gets its
+tiles); tests read that from a headless browser's DOM to know the script ran
+without error.
 
 Libraries take no bytes in a snapshot (they are recorded by name and
 version), so they are listed beside the map rather than drawn in it.
@@ -15,17 +17,26 @@ version), so they are listed beside the map rather than drawn in it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import posixpath
+import secrets
 from collections import defaultdict
 from typing import Any
 
 from snapkit.audit.report import AuditReport, Item
 from snapkit.diff import format_size
+from snapkit.errors import UsageError
 
-__all__ = ["MAX_TILES_PER_FOLDER", "render_html", "treemap_data", "write_html"]
+__all__ = [
+    "MAX_TILES_PER_FOLDER",
+    "check_html_path",
+    "render_html",
+    "treemap_data",
+    "write_html",
+]
 
 #: Files beyond this many in one folder are drawn as one "N smaller files" tile.
 MAX_TILES_PER_FOLDER = 200
@@ -132,13 +143,55 @@ def render_html(report: AuditReport) -> str:
     )
 
 
-def write_html(report: AuditReport, path: str | os.PathLike[str]) -> None:
-    """Write the page to ``path`` (replacing it atomically)."""
+def check_html_path(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`~snapkit.errors.UsageError` unless ``path`` can be written.
+
+    Checked before an audit starts, so a typo in ``--html`` does not cost a
+    dry run: the folder must exist, and ``path`` must not be a folder.
+    """
     target = os.fspath(path)
-    tmp = posixpath.join(os.path.dirname(target) or ".", f".{os.getpid()}.html.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(render_html(report))
-    os.replace(tmp, target)
+    folder = os.path.dirname(target) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(
+            f"--html {target}: folder {folder!r} does not exist; create it "
+            "(mkdir -p) or write the report somewhere else"
+        )
+    if os.path.isdir(target):
+        raise UsageError(
+            f"--html {target} is a folder; give a file name such as "
+            f"{posixpath.join(target, 'audit.html')}"
+        )
+
+
+def write_html(report: AuditReport, path: str | os.PathLike[str]) -> None:
+    """Write the page to ``path``, replacing it atomically.
+
+    Raises :class:`~snapkit.errors.UsageError` naming the path when it cannot
+    be written; no temporary file is left behind, whatever fails.
+    """
+    target = os.fspath(path)
+    check_html_path(target)
+    page = render_html(report)
+    # A fresh, short name in the same folder (so the rename is atomic),
+    # created with "x" so it honours the umask like any file the user writes.
+    tmp = os.path.join(
+        os.path.dirname(target) or ".", f".snapkit-{secrets.token_hex(6)}.html.tmp"
+    )
+    replaced = False
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(page)
+        os.replace(tmp, target)
+        replaced = True
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the HTML report to {target}: {exc.strerror or exc}; "
+            "check the folder's permissions and free space, or choose another path"
+        ) from exc
+    finally:
+        if not replaced:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 _SIZE_KEYS = {
@@ -258,8 +311,12 @@ _SCRIPT = r"""
     label.textContent = g.item.name;
     el.appendChild(label);
     map.appendChild(el);
-    var leaves = squarify(g.item.children || [], g.x + 2, g.y + 16,
-                          g.w - 4, g.h - 18);
+    // Leaves go below the label; a group too small for one still lays
+    // them out in its own box, so every byte is drawn (if only sub-pixel).
+    var roomy = g.w > 8 && g.h > 24;
+    var leaves = roomy
+      ? squarify(g.item.children || [], g.x + 2, g.y + 16, g.w - 4, g.h - 18)
+      : squarify(g.item.children || [], g.x, g.y, g.w, g.h);
     leaves.forEach(function (t, ti) {
       var tile = box("tile", t);
       var light = 40 + (ti * 7) % 30;

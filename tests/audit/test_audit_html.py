@@ -2,48 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from snapkit.audit import audit
-from snapkit.audit.html import render_html, treemap_data, write_html
+from snapkit.audit.html import render_html, treemap_data
+from snapkit.cli import main
 
+from .chromium import render
 from .test_audit_model import manifest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.usefixtures("chromium_tool")
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'ud'}",
-            "--window-size=1200,900",
-            "--enable-logging=stderr",
-            "--v=0",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def png_colours(data: bytes) -> int:
@@ -104,30 +81,94 @@ def test_page_is_self_contained_and_totals_match_json() -> None:
     assert "hidden-reference" in page
 
 
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real capture: an array, a frame-like table, files in folders, a tiny one."""
+    import numpy as np
+
+    import snapkit
+
+    root = tmp_path_factory.mktemp("ws")
+    (root / "data" / "raw").mkdir(parents=True)
+    (root / "data" / "raw" / "noise.bin").write_bytes(os.urandom(3_000_000))
+    (root / "data" / "table.csv").write_text("x,y\n" + "1,2\n" * 50_000)
+    (root / "README.md").write_text("tiny\n")
+    objects = {
+        "features": np.arange(1_500_000, dtype=np.float64),
+        "labels": ["a", "b"] * 1000,
+    }
+    out = root.parent / "ws.snap"
+    snapkit.capture(objects=objects, files=root, to=out).close()
+    return out
+
+
+def cli(*args: str | Path, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_cli_html_totals_match_what_cli_json_prints(
+    archive: Path, tmp_path: Path
+) -> None:
+    """Two separate runs, --json and --html: the page shows the printed numbers."""
+    doc = json.loads(cli("audit", archive, "--json").stdout)
+    page = tmp_path / "report.html"
+    cli("audit", archive, "--html", page)
+
+    text = page.read_text()
+    shown = dict(re.findall(r'data-key="(\w+)" data-value="([^"]*)"', text))
+    assert shown == {k: str(v) for k, v in doc["totals"].items()}
+    embedded = re.search(
+        r'<script type="application/json" id="report">(.*?)</script>', text, re.S
+    )
+    assert embedded
+    assert json.loads(embedded.group(1).replace("<\\/", "</")) == doc
+
+
 @needs_chromium
-def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """The script draws tiles, the screenshot is not blank, no console error."""
-    report = audit(manifest(), budget="100MB", use_config=False)
+def test_html_renders_in_headless_chromium(
+    archive: Path, tmp_path: Path, chromium_tool: str
+) -> None:
+    """Tiles drawn for every byte, a screenshot that is not blank, no console
+    error, and no request but the page itself."""
+    doc = json.loads(cli("audit", archive, "--json").stdout)
     ARTIFACTS.mkdir(exist_ok=True)
     page = ARTIFACTS / "audit-report.html"
-    write_html(report, page)
+    # Over budget, so the page shows the violation too.
+    cli("audit", archive, "--budget", "1MB", "--html", page, code=1)
 
-    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
-    marker = re.search(
-        r'<div id="rendered" data-tiles="(\d+)" data-bytes="(\d+)"', dom.stdout
-    )
-    assert marker, dom.stderr[-2000:]
-    assert int(marker.group(1)) >= 5
-    assert int(marker.group(2)) == report.totals.raw
-    errors = [
-        line
-        for line in dom.stderr.splitlines()
-        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
-    ]
-    assert not errors
+    seen = render(chromium_tool, page, tmp_path / "profile")
 
+    assert seen.errors == []
+    assert seen.requests == [page.as_uri()]
+    assert seen.marker is not None, "the treemap script did not finish"
+    assert int(seen.marker["data-tiles"]) >= 5
+    assert int(seen.marker["data-bytes"]) == doc["totals"]["raw"]
+    assert int(seen.marker["data-drawn-bytes"]) == doc["totals"]["raw"]
     shot = ARTIFACTS / "audit-report.png"
-    shot.unlink(missing_ok=True)
-    chromium(tmp_path, f"--screenshot={shot}", page.as_uri())
-    assert shot.exists()
-    assert png_colours(shot.read_bytes()) > 20
+    shot.write_bytes(seen.screenshot)
+    assert png_colours(seen.screenshot) > 20
+
+
+@needs_chromium
+def test_console_check_catches_a_bad_page(tmp_path: Path, chromium_tool: str) -> None:
+    """The check above is not blind: console.error and a throw are both caught,
+    console.log is not an error."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<!doctype html><title>bad</title><script>"
+        'console.log("fine"); console.error("boom");'
+        'throw new Error("kaput");</script>'
+    )
+    seen = render(chromium_tool, bad, tmp_path / "profile")
+    assert ("log", "fine") in seen.console
+    assert seen.errors[0] == "console.error: boom"
+    assert len(seen.errors) == 2 and "kaput" in seen.errors[1]
+    assert seen.marker is None
+
+    quiet = tmp_path / "quiet.html"
+    quiet.write_text(
+        '<!doctype html><title>ok</title><script>console.log("hi")</script>'
+    )
+    assert render(chromium_tool, quiet, tmp_path / "profile2").errors == []
