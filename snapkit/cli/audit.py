@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import sys
+from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import click
 
 from snapkit.audit import audit
-from snapkit.audit.html import write_html
+from snapkit.audit.html import check_html_path, write_html
 from snapkit.cli._common import echo_json, json_option, open_source
+from snapkit.cli.create import run_script
 from snapkit.diff import STORE_MARKER, load_source
+from snapkit.errors import UsageError
+
+
+def _is_workspace(spec: str) -> bool:
+    path = Path(spec)
+    return path.is_dir() and not (path / STORE_MARKER).exists()
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def _source(spec: str, stack: ExitStack) -> Any:
-    path = Path(spec)
-    if path.is_dir() and not (path / STORE_MARKER).exists():
-        return path
+    if _is_workspace(spec):
+        return Path(spec)
     src = load_source(stack.enter_context(open_source(spec)))
     src.label = spec
     return src
@@ -34,6 +45,20 @@ def _source(spec: str, stack: ExitStack) -> Any:
     "entrypoint",
     metavar="SCRIPT:FUNCTION",
     help="Mark objects the entry point does not use as purge candidates.",
+)
+@click.option(
+    "--run",
+    "script",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With a workspace folder: run this script and measure its globals "
+    "too (as `snapkit create --run` would capture them).",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="NAMES",
+    help="With --run: the globals to measure (comma-separated; default: all "
+    "user variables).",
 )
 @click.option(
     "--top",
@@ -56,6 +81,8 @@ def command(
     max_file: str | None,
     baseline: str | None,
     entrypoint: str | None,
+    script: Path | None,
+    keep: tuple[str, ...],
     top: int,
     html_path: Path | None,
     as_json: bool,
@@ -64,7 +91,12 @@ def command(
 
     SOURCE is an archive, store folder or server snapshot id, or a workspace
     folder not captured yet (measured by a dry run: chunked and compressed,
-    nothing written).
+    nothing written). A folder alone has files but no objects; add
+    `--run train.py --keep model,iris` to measure the globals the script
+    leaves, so that `--for score.py:predict` can mark the ones to drop:
+
+    \b
+      snapkit audit . --run train.py --keep model,iris --for train.py:score
 
     \b
     Sizes: 500k, 200MB, 1.5GiB. k/KB, M/MB, G/GB, T/TB are powers of 1000;
@@ -83,15 +115,44 @@ def command(
     rule is printed with its limit, the actual value and the largest items);
     2 usage; 4 not found. JSON schema: docs/audit-json.md ("snapkit.audit/1").
     """
+    if html_path is not None:
+        check_html_path(html_path)
+    if keep and script is None:
+        raise UsageError("--keep needs --run SCRIPT (the script whose globals to keep)")
+    if script is not None and not _is_workspace(source):
+        raise UsageError(
+            f"--run measures a workspace folder, but {source!r} is not one; "
+            "give the folder to capture, or drop --run to audit the snapshot"
+        )
+
+    if entrypoint is not None and script is None and _is_workspace(source):
+        click.echo(
+            f"note: {source} is a folder, which holds no objects, so --for marks "
+            "none; add --run SCRIPT [--keep NAMES] to measure the script's globals",
+            err=True,
+        )
+
     with ExitStack() as stack:
+        subject: Any = _source(source, stack)
+        options: dict[str, Any] = {}
+        if script is not None:
+            # The script's globals, with the folder's files beside them: what
+            # `snapkit create DIR --run SCRIPT --keep NAMES` would capture.
+            options = {"files": subject, "include": _names(keep) or None}
+            # What the script prints is not the report: keep stdout for it.
+            with redirect_stdout(sys.stderr):
+                namespace = run_script(script)
+            subject = load_source(namespace, **options)
+            subject.label = f"{source} with the globals of {script} (live)"
         report = audit(
-            _source(source, stack),
+            subject,
             budget=budget,
             max_object=max_object,
             max_file=max_file,
             baseline=_source(baseline, stack) if baseline else None,
             entrypoint=entrypoint,
             top=top,
+            **options,
         )
     if as_json:
         echo_json(report.to_json())

@@ -182,22 +182,23 @@ def command(
         )
     if (keep or entrypoint) and script is None:
         raise UsageError("--keep and --for need --run SCRIPT")
+    used: set[str] | None = None
+    if entrypoint is not None:
+        from snapkit.audit.entrypoint import parse_entrypoint, used_globals
+
+        # Read statically, before the script runs: a typo fails fast.
+        path, function = parse_entrypoint(entrypoint)
+        used = used_globals(path, function) | {function}
     namespace: dict[str, Any] | None = None
     include: list[str] | None = None
     if script is not None:
         namespace = run_script(script)
         include = _split(keep) or None
-        if entrypoint is not None:
-            from snapkit.audit.entrypoint import used_globals
-
-            path, _, function = entrypoint.rpartition(":")
-            if not path or not function:
-                raise UsageError(f"--for {entrypoint!r}: expected SCRIPT:FUNCTION")
-            used = used_globals(Path(path), function)
+        if used is not None:
             # Modules the function uses are libraries, recorded as such.
             include = sorted(
                 n
-                for n in used | {function}
+                for n in used
                 if n in namespace and not isinstance(namespace[n], types.ModuleType)
             ) + (include or [])
 
