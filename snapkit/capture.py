@@ -234,8 +234,9 @@ def capture(
                 except ObjectError as exc:
                     if on_unpicklable == "raise":
                         raise
-                    log.warning("skipped object %s: %s", obj_name, exc)
-                    report.skipped.append(SkippedObject(obj_name, str(exc)))
+                    why = exc.reason or str(exc)
+                    log.warning("skipped object %s: %s", obj_name, why)
+                    report.skipped.append(SkippedObject(obj_name, why))
                     continue
                 entries.append(entry)
                 imports += used

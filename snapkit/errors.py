@@ -113,6 +113,9 @@ class ObjectError(SnapkitError):
     """An object cannot be pickled at capture, or unpickled at restore."""
 
     exit_code = 6
+    #: The bare cause (``model.callbacks[2]: cannot pickle ...``) where known,
+    #: without the advice the message adds; what a manifest records.
+    reason: str | None = None
 
 
 class RestoreError(SnapkitError):

@@ -8,6 +8,7 @@ import runpy
 import sys
 import traceback
 import types
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,12 @@ def command(
     namespace: dict[str, Any] | None = None
     include: list[str] | None = None
     if script is not None:
-        namespace = run_script(script)
+        if as_json:
+            # What the script prints must not break the JSON on stdout.
+            with redirect_stdout(sys.stderr):
+                namespace = run_script(script)
+        else:
+            namespace = run_script(script)
         include = _split(keep) or None
         if used is not None:
             # Modules the function uses are libraries, recorded as such.
@@ -271,8 +277,6 @@ def command(
         if dry_run:
             for f in m.files:
                 click.echo(f"  file   {f.path:<64} {human_size(f.size):>10}")
-        for s in m.skipped:
-            click.echo(f"  skipped {s.name}: {s.reason}", err=True)
         click.echo(
             f"{human_size(m.raw_size)} raw, {human_size(stored)} stored"
             + ("" if dry_run else f", {human_size(report.new_bytes)} new")

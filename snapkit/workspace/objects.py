@@ -246,9 +246,10 @@ def pickle_object(name: str, value: Any) -> PickledObject:
     try:
         return _dump(name, value)
     except _Unpicklable as exc:
-        raise ObjectError(_unpicklable_message(name, exc.path, exc.reason)) from (
-            exc.__cause__
-        )
+        error = ObjectError(_unpicklable_message(name, exc.path, exc.reason))
+        #: What a manifest records for a skipped object: no advice, just why.
+        error.reason = f"{exc.path}: {exc.reason}"
+        raise error from exc.__cause__
 
 
 class _Unpicklable(Exception):
@@ -500,8 +501,8 @@ def capture_objects(
             if on_unpicklable == "raise":
                 message = _unpicklable_message(name, exc.path, exc.reason)
                 raise ObjectError(message) from exc.__cause__
-            skipped.append(SkippedObject(name, str(exc)))
-            log.warning("skipped object %s: %s", name, exc)
+            skipped.append(SkippedObject(name, f"{exc.path}: {exc.reason}"))
+            log.warning("skipped object %s: %s: %s", name, exc.path, exc.reason)
     return pickled, skipped
 
 

@@ -455,3 +455,41 @@ def test_rm_in_an_archive_rewrites_it_without_the_snapshot(
     assert json.loads(result.stdout)["id"] == second
     result = archive_backend.run("verify", archive)
     assert result.exit_code == 0, result.stderr
+
+
+def test_create_run_json_keeps_script_output_off_stdout(
+    archive_backend: Backend, tmp_path: Path
+) -> None:
+    """--json stdout stays parseable when the script prints; a skipped object
+    is reported once, and the manifest records why, not the advice."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import threading\n"
+        "print('hello from the script')\n"
+        "rows = [1, 2, 3]\n"
+        "guard = threading.Lock()\n"
+    )
+    out = tmp_path / "job.snap"
+    result = archive_backend.run(
+        "create",
+        "--run",
+        script,
+        "--keep",
+        "rows,guard",
+        "--skip-unpicklable",
+        "--no-files",
+        "-o",
+        out,
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [o["name"] for o in doc["objects"]] == ["rows"]
+    assert "hello from the script" in result.stderr
+    assert result.stderr.count("skipped object guard") == 1, result.stderr
+    (skipped,) = doc["skipped"]
+    assert skipped["name"] == "guard"
+    assert "cannot pickle" in skipped["reason"]
+    assert "--skip-unpicklable" not in skipped["reason"]
+    with snapkit.open(out) as snap:
+        assert snap.manifest.skipped[0].reason == skipped["reason"]
