@@ -57,6 +57,8 @@ class CaptureReport:
     skipped: list[SkippedObject] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    #: (path, rule) for files a ``!negation`` or an ``--include`` kept.
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _now() -> str:
@@ -256,6 +258,7 @@ def capture(
                     allow_secrets=allow_secrets,
                 )
                 report.ignored, report.secrets = scan.ignored, scan.secrets
+                report.kept = scan.kept
                 file_entries = _capture_files(writer, repo, scan, cache, report)
                 if cache is not None:
                     cache.save()

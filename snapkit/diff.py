@@ -133,6 +133,8 @@ class Source:
     #: Kept from a live scan: ``(path, rule)`` pairs and likely secrets.
     ignored: list[tuple[str, str]] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    #: Live side only: (path, rule) for files a negation or --include kept.
+    kept: list[tuple[str, str]] = field(default_factory=list)
     #: What :func:`load_source` opened for this source, closed by :meth:`close`.
     opened: list[Snapshot] = field(default_factory=list)
 
@@ -178,6 +180,7 @@ def _live_directory(root: Path, **capture_options: Any) -> Source:
         files_only=True,
         ignored=list(report.ignored),
         secrets=list(report.secrets),
+        kept=list(report.kept),
     )
 
 
@@ -222,6 +225,7 @@ def load_source(source: Any, **capture_options: Any) -> Source:
             objects_only=root is None,
             ignored=list(report.ignored),
             secrets=list(report.secrets),
+            kept=list(report.kept),
         )
     if isinstance(source, (str, os.PathLike)):
         return _load_path(os.fspath(source), **capture_options)

@@ -298,7 +298,8 @@ def audit(
             include=set(capture_options.get("include") or ()),
             function=function,
             used=used,
-            kept=_kept_files(src, capture_options),
+            # A snapshot's manifest does not record the rules behind its files.
+            kept=dict(src.kept) if src.live else None,
         )
         # Built while the sources are open: exact stored sizes ask the
         # repository.
@@ -312,29 +313,6 @@ def audit(
         len(report.violations),
     )
     return report
-
-
-def _kept_files(src: Source, capture_options: dict[str, Any]) -> dict[str, str] | None:
-    """For a dry run: each kept file a negation or ``--include`` rule decided.
-
-    ``None`` when the source is a snapshot, whose manifest does not record
-    the rules its files were chosen by.
-    """
-    if not src.live:
-        return None
-    if src.root is None:
-        return {}
-    # A second, stat-only walk with the capture's own options: the dry-run
-    # capture reports what it left out, not which rule kept what it took.
-    from snapkit.workspace.files import scan
-
-    walked = scan(
-        src.root,
-        exclude=capture_options.get("file_exclude") or (),
-        include=capture_options.get("file_include") or (),
-        allow_secrets=bool(capture_options.get("allow_secrets")),
-    )
-    return dict(walked.kept)
 
 
 @dataclass(frozen=True)
