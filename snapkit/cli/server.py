@@ -141,6 +141,7 @@ def gc(data: Path | None, grace: str, dry_run: bool, as_json: bool) -> None:
     """
     from snapkit.server.gc import collect_server_garbage, data_lock, parse_duration
     from snapkit.server.metadata import open_metadata
+    from snapkit.server.storage import FormFiles
     from snapkit.store.local import LocalStore
 
     period = parse_duration(grace)
@@ -153,12 +154,14 @@ def gc(data: Path | None, grace: str, dry_run: bool, as_json: bool) -> None:
     meta = open_metadata(folder)
     try:
         with data_lock(folder) as locked:
-            store = None
+            store = forms = None
             if locked and (folder / "packs" / "snapkit-store").exists():
                 store = LocalStore(folder / "packs", create=False)
+            if locked and (folder / "forms").is_dir():
+                forms = FormFiles(folder / "forms")
             try:
                 report = collect_server_garbage(
-                    meta, store, grace=period, dry_run=dry_run
+                    meta, store, forms=forms, grace=period, dry_run=dry_run
                 )
             finally:
                 if store is not None:
@@ -187,6 +190,12 @@ def gc(data: Path | None, grace: str, dry_run: bool, as_json: bool) -> None:
             f"{'would go' if dry_run else 'removed'} ({packs.packs_rewritten} "
             f"rewritten, {packs.packs_deleted} deleted), {freed} "
             f"{human_size(packs.bytes_freed)}"
+        )
+    if report.forms_removed:
+        click.echo(
+            f"form files: {report.forms_removed} nobody uploads any more "
+            f"{'would go' if dry_run else 'removed'} "
+            f"({human_size(report.form_bytes_freed)})"
         )
     if report.note:
         click.echo(f"note: {report.note}", err=True)

@@ -3,7 +3,7 @@
 The client itself lives in :mod:`snapkit.remote.client` (it needs httpx, from
 the ``client`` extra). This module holds only what both ends share and needs
 nothing beyond the standard library: the record format of blob uploads and
-batch downloads.
+batch downloads, and how a ``since`` time is read (:func:`parse_time`).
 
 A blob body (``application/octet-stream``) is a sequence of records, each::
 
@@ -18,11 +18,13 @@ no records. A body that ends inside a record is malformed.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from snapkit.errors import FormatError
+from snapkit.errors import FormatError, UsageError
 from snapkit.store.codec import MAX_BLOB_SIZE, Codec
 from snapkit.store.repository import StoredBlob
 
@@ -31,16 +33,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEADER_SIZE",
+    "MAX_RECORD",
     "Client",
     "RecordParser",
     "encode_record",
     "encode_records",
     "iter_records",
+    "parse_time",
 ]
 
 _HEADER = struct.Struct(">32sBQQ")
 #: Bytes before each record's stored bytes.
 HEADER_SIZE = _HEADER.size
+#: The largest record a parser accepts: a blob at the ceiling, stored raw
+#: (with the slack a zstd frame of incompressible bytes may need).
+MAX_RECORD = HEADER_SIZE + MAX_BLOB_SIZE + 1024
 
 
 def encode_record(blob: StoredBlob) -> bytes:
@@ -70,6 +77,9 @@ class RecordParser:
         self._buf = bytearray()
         self._pos = 0
         self.records = 0
+        #: Header plus stored bytes of the first record, once its header
+        #: has arrived (what a body holding one large blob may need).
+        self.first_record: int | None = None
 
     def feed(self, chunk: bytes) -> list[StoredBlob]:
         self._buf += chunk
@@ -110,6 +120,8 @@ class RecordParser:
                 f"{self.where}: record {self.records} (blob {blob_id}) declares "
                 f"{raw_size} raw / {stored_len} stored bytes, over the ceiling"
             )
+        if self.records == 0:
+            self.first_record = HEADER_SIZE + stored_len
         if available < HEADER_SIZE + stored_len:
             return None
         start = self._pos + HEADER_SIZE
@@ -124,6 +136,38 @@ def iter_records(body: bytes, where: str = "blob body") -> Iterator[StoredBlob]:
     parser = RecordParser(where)
     yield from parser.feed(body)
     parser.close()
+
+
+_NAKED_OFFSET = re.compile(r"(.*\d) (\d\d(?::?\d\d)?)")
+
+
+def parse_time(text: str) -> str:
+    """Read an ISO 8601 time and return it in UTC as ``%Y-%m-%dT%H:%M:%S.%fZ``.
+
+    Accepts a date (``2026-01-31``, midnight), a time with or without
+    seconds and fraction, and an offset (``Z``, ``+01:00``); a time without
+    an offset is UTC. An offset whose ``+`` arrived as a space (an unescaped
+    query string) is read as ``+``. Raises :class:`~snapkit.errors.UsageError`
+    naming the value otherwise. This is the form snapshot times are compared
+    in, so the result sorts as the times do.
+    """
+    value = text.strip()
+    naked = _NAKED_OFFSET.fullmatch(value)
+    if naked is not None and "T" in value:
+        value = f"{naked.group(1)}+{naked.group(2)}"
+    if value[-1:] in ("Z", "z"):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(
+            f"time {text[:80]!r} is not an ISO 8601 time; give for example "
+            "2026-01-31, 2026-01-31T12:00:00Z or 2026-01-31T12:00:00+01:00"
+        ) from exc
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def __getattr__(name: str) -> Any:

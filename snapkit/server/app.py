@@ -6,9 +6,11 @@ the same path as an id nobody created and answers the same 404 body.
 
 Upload ordering (promise "nothing half-written"): a blob body is parsed as
 it streams in and every blob is verified against its id; only when the whole
-body checks out are the blobs written to the shared store and flushed
-(fsync, rename), and only then is ownership recorded, in one transaction. A
-snapshot commit succeeds only if the caller owns every blob it names.
+body checks out are the blobs written to storage and flushed (fsync,
+rename), and only then is ownership recorded, with the form the caller sent,
+in one transaction. A snapshot commit succeeds only if the caller owns every
+blob it names. Everything a caller learns about a blob (missing or not, its
+stored size, codec and bytes) comes from their own row and their own form.
 
 Errors are ``application/problem+json`` with ``type``, ``title``,
 ``status``, ``detail`` and a stable ``code`` (see :data:`CODES`).
@@ -20,10 +22,11 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import re
-import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,10 +36,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,13 +50,12 @@ from snapkit.errors import (
     SnapkitError,
     UsageError,
 )
-from snapkit.remote import RecordParser, encode_record
+from snapkit.remote import MAX_RECORD, RecordParser, encode_record, parse_time
 from snapkit.server.auth import User, authenticate
 from snapkit.server.metadata import Metadata, SnapshotRow, open_metadata
 from snapkit.server.storage import BlobStorage
 from snapkit.store import serial
-from snapkit.store.archive import Archive
-from snapkit.store.copy import copy
+from snapkit.store.pack import KIND_ARCHIVE, PackWriter
 from snapkit.store.repository import (
     Repository,
     SnapshotInfo,
@@ -94,7 +95,9 @@ class ServerConfig:
     """Where the server keeps its data and the ceilings it enforces."""
 
     data: Path
-    #: Ceiling on one blob upload body (and one batch download).
+    #: Ceiling on one blob upload body (and one batch download). A body
+    #: holding one record alone may be larger, up to ``MAX_RECORD``, so that
+    #: any blob under the blob ceiling can be pushed and pulled.
     max_body: int = 64 * 1024 * 1024
     #: Ceiling on one manifest commit body.
     max_manifest: int = 256 * 1024 * 1024
@@ -106,6 +109,10 @@ class ServerConfig:
     @property
     def packs(self) -> Path:
         return self.data / "packs"
+
+    @property
+    def forms(self) -> Path:
+        return self.data / "forms"
 
 
 class Problem(Exception):
@@ -236,10 +243,20 @@ def _too_large(size: int, cap: int, what: str) -> Problem:
     return Problem(
         413,
         "body_too_large",
-        f"{what} of {size} bytes is over the {cap}-byte limit; "
-        "send it in smaller batches",
+        f"{what} of {size} bytes is over the {cap}-byte limit; send it in "
+        "smaller batches (a blob larger than the limit goes alone, in a body "
+        "or batch of just that blob)",
         limit=cap,
     )
+
+
+def _allowed(parser: RecordParser, cap: int) -> int:
+    """How many bytes an upload body may hold: ``cap``, or exactly one record
+    when that body's first record alone is larger than ``cap``."""
+    first = parser.first_record
+    if first is not None and first > cap:
+        return first
+    return cap
 
 
 async def _read_capped(request: Request, cap: int, what: str) -> bytes:
@@ -316,9 +333,11 @@ class UserRepository(Repository):
         raise UsageError("the server's view of a user's snapshots is read-only")
 
     def get_raw(self, blob_id: str) -> StoredBlob:
-        if not self.meta.owned_sizes(self.user.id, [blob_id]):
+        """The blob in the form this user uploaded, checked on the way out."""
+        form = self.meta.owned_forms(self.user.id, [blob_id]).get(blob_id)
+        if form is None:
             raise NotFoundError(f"no blob {blob_id}")
-        return self.storage.get(blob_id)
+        return self.storage.get(blob_id, form)
 
     def add_snapshot(self, manifest: Manifest) -> str:
         raise UsageError("the server's view of a user's snapshots is read-only")
@@ -388,8 +407,9 @@ Caller = Annotated[User, Depends(current_user)]
 def create_app(config: ServerConfig) -> FastAPI:
     """Build the app over the metadata database and pack store in ``config.data``."""
     config.data.mkdir(parents=True, exist_ok=True)
+    _sweep_downloads(config.data)
     meta = open_metadata(config.data)
-    storage = BlobStorage(config.packs)
+    storage = BlobStorage(config.packs, config.forms)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -470,16 +490,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         as the caller's.
         """
         cap = config.max_body
-        _check_length(request, cap, "blob upload")
+        _check_length(request, max(cap, MAX_RECORD), "blob upload")
         parser = RecordParser("blob upload")
         blobs: dict[str, StoredBlob] = {}
         received = 0
         try:
             async for chunk in request.stream():
                 received += len(chunk)
-                if received > cap:
-                    raise _too_large(received, cap, "blob upload")
                 arrived = parser.feed(chunk)
+                if received > _allowed(parser, cap):
+                    raise _too_large(received, cap, "blob upload")
                 if arrived:
                     checked = await run_in_threadpool(_verify, arrived)
                     blobs.update((b.id, b) for b in checked)
@@ -488,8 +508,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise Problem(400, "bad_request", str(exc)) from exc
 
         batch = list(blobs.values())
-        sizes = await run_in_threadpool(storage.put_many, batch)
-        await run_in_threadpool(meta.add_blobs, user.id, sizes)
+        forms = await run_in_threadpool(storage.put_many, batch)
+        await run_in_threadpool(meta.add_blobs, user.id, forms)
         log.info("user %s uploaded %d blobs, %d bytes", user.name, len(batch), received)
         return UploadResponse(blobs=len(batch), bytes=received)
 
@@ -506,17 +526,17 @@ def create_app(config: ServerConfig) -> FastAPI:
         caller's.
         """
         ids = _check_ids(body.ids, config.max_ids)
-        sizes = meta.owned_sizes(user.id, ids)
+        forms = meta.owned_forms(user.id, ids)
         for blob_id in ids:
-            if blob_id not in sizes:
+            if blob_id not in forms:
                 raise _not_found_blob(blob_id)
-        total = sum(sizes.values())
-        if total > config.max_body:
+        total = sum(f.stored_size for f in forms.values())
+        if total > config.max_body and len(ids) > 1:
             raise _too_large(total, config.max_body, "batch download")
 
         def records() -> Iterator[bytes]:
             for blob_id in ids:
-                yield encode_record(storage.get(blob_id))
+                yield encode_record(storage.get(blob_id, forms[blob_id]))
 
         return StreamingResponse(records(), media_type="application/octet-stream")
 
@@ -527,10 +547,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
     def blob_get(blob_id: str, user: Caller) -> Response:
-        """One of the caller's blobs, as stored (see the codec headers)."""
-        if not _HEX64.fullmatch(blob_id) or not meta.owned_sizes(user.id, [blob_id]):
+        """One of the caller's blobs, in the form they uploaded (see the headers)."""
+        form = None
+        if _HEX64.fullmatch(blob_id):
+            form = meta.owned_forms(user.id, [blob_id]).get(blob_id)
+        if form is None:
             raise _not_found_blob(blob_id)
-        blob = storage.get(blob_id)
+        blob = storage.get(blob_id, form)
         return Response(
             blob.data,
             media_type="application/octet-stream",
@@ -611,7 +634,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         name: str | None = None,
         tag: str | None = None,
         since: Annotated[
-            str | None, Query(description="ISO 8601 time, e.g. 2026-01-31")
+            str | None,
+            Query(
+                description="ISO 8601 time, e.g. 2026-01-31 or "
+                "2026-01-31T12:00:00+01:00 (no offset: UTC)"
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1)] = 100,
         cursor: str | None = None,
@@ -619,8 +646,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         """The caller's snapshots, oldest first, one page at a time."""
         limit = min(limit, config.max_page)
         after = _decode_cursor(cursor) if cursor else None
+        try:
+            utc = parse_time(since) if since is not None else None
+        except UsageError as exc:
+            raise Problem(400, "bad_request", f"since: {exc}") from exc
         rows = meta.list_snapshots(
-            user.id, name=name, tag=tag, since=since, after=after, limit=limit + 1
+            user.id, name=name, tag=tag, since=utc, after=after, limit=limit + 1
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -674,33 +705,45 @@ def create_app(config: ServerConfig) -> FastAPI:
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
     def snapshot_archive(snapshot_id: str, user: Caller) -> Response:
-        """The snapshot and all its blobs as one `.snap` archive."""
+        """The snapshot and all its blobs as one `.snap` archive.
+
+        Streamed as it is assembled: nothing is written to disk. A blob
+        that fails its check ends the stream early, and the archive's
+        missing footer makes the receiver refuse it.
+        """
         repo = view(user)
         full = repo.resolve(snapshot_id)
-        path = _build_archive(repo, full, config.data)
-        return FileResponse(
-            path,
+        data = meta.manifest(user.id, full)
+        if data is None:
+            raise _not_found_snapshot(snapshot_id)
+        return StreamingResponse(
+            _archive_stream(repo, full, data),
             media_type="application/octet-stream",
-            filename=f"{full[:12]}.snap",
-            background=BackgroundTask(path.unlink, missing_ok=True),
+            headers={"Content-Disposition": f'attachment; filename="{full[:12]}.snap"'},
         )
 
     @app.get(f"{API}/snapshots/{{a}}/diff/{{b}}", tags=["snapshots"])
     def snapshot_diff(a: str, b: str, user: Caller) -> Any:
         """What changed from snapshot ``a`` to snapshot ``b``."""
-        repo = view(user)
-        first, second = repo.snapshot(a), repo.snapshot(b)
         from snapkit.diff import diff
 
+        repo = view(user)
+        first = (repo, repo.resolve(a))
+        second = (repo, repo.resolve(b))
         return _jsonable(_as_data(diff(first, second)))
 
     @app.get(f"{API}/snapshots/{{snapshot_id}}/audit", tags=["snapshots"])
     def snapshot_audit(snapshot_id: str, user: Caller) -> Any:
-        """Sizes per object, file and library of one snapshot."""
-        manifest = view(user).snapshot(snapshot_id)
+        """Sizes per object, file and library of one snapshot.
+
+        Limits come from no file: the server's working folder is not the
+        user's project.
+        """
         from snapkit.audit import audit
 
-        return _jsonable(_as_data(audit(manifest)))
+        repo = view(user)
+        report = audit((repo, repo.resolve(snapshot_id)), use_config=False)
+        return _jsonable(_as_data(report))
 
     return app
 
@@ -715,21 +758,43 @@ def _as_data(result: Any) -> Any:
     return result
 
 
-def _build_archive(repo: UserRepository, snapshot_id: str, data_dir: Path) -> Path:
-    """Write the snapshot into a new archive under ``DATA/tmp``; return its path.
+def _archive_stream(
+    repo: UserRepository, snapshot_id: str, manifest: bytes
+) -> Iterator[bytes]:
+    """Yield a `.snap` archive of one snapshot, piece by piece.
 
-    The caller deletes the file once it has been sent.
+    The pack layout is written front to back (header, blob records, the
+    manifest, index, footer), so it can go out as it is produced; each
+    blob is checked against the caller's form before it is sent.
+    """
+    sink = io.BytesIO()
+    writer = PackWriter(sink, KIND_ARCHIVE)
+    decoded = Manifest.decode(manifest, f"server: snapshot {snapshot_id}")
+    for blob_id in sorted(decoded.blob_ids()):
+        blob = repo.get_raw(blob_id)
+        writer.add_blob(blob.id, blob.codec, blob.raw_size, blob.data)
+        yield _drain(sink)
+    writer.add_manifest(snapshot_id, manifest)
+    writer.finish()
+    yield _drain(sink)
+
+
+def _drain(sink: io.BytesIO) -> bytes:
+    out = sink.getvalue()
+    sink.seek(0)
+    sink.truncate()
+    return out
+
+
+def _sweep_downloads(data_dir: Path) -> None:
+    """Remove ``DATA/tmp``, where servers that built each archive download on
+    disk before sending it left files after a crash or a dropped connection.
     """
     tmp = data_dir / "tmp"
-    tmp.mkdir(exist_ok=True)
-    path = tmp / f"download-{secrets.token_hex(16)}.snap"
-    try:
-        with Archive(path, "w") as archive:
-            copy(repo, archive, snapshot_id)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    if tmp.is_dir():
+        leftovers = sum(1 for _ in tmp.iterdir())
+        shutil.rmtree(tmp)
+        log.warning("removed %s (%d leftover downloads)", tmp, leftovers)
 
 
 def _install_handlers(app: FastAPI) -> None:

@@ -15,7 +15,10 @@ Two steps, each safe against pushes under way:
    are written to a new durable pack before the old one is deleted, and
    ownership is re-checked for each pack under the store's lock. Packs
    younger than the grace period are left alone: they may hold blobs just
-   uploaded whose ownership is not recorded yet.
+   uploaded whose ownership is not recorded yet. A pack copy stays while
+   anyone owns its blob, in whatever form. Then each form file
+   (:class:`~snapkit.server.storage.FormFiles`) older than the grace period
+   that no ownership row records is deleted.
 
 Step 2 needs the store to be written by this process only (the store's
 one-writer contract): run it inside the server process, or from
@@ -38,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from snapkit.errors import UsageError
-from snapkit.server.metadata import Metadata
+from snapkit.server.metadata import CollectedBlob, Metadata
+from snapkit.server.storage import FormFiles
 from snapkit.store.gc import GcReport, sweep
 from snapkit.store.local import LocalStore
 
@@ -89,6 +93,9 @@ class ServerGcReport:
     ownership_removed: int = 0
     #: The pack step, or None when it was skipped (see ``note``).
     store: GcReport | None = None
+    #: Form files nobody's row records any more, removed, and their bytes.
+    forms_removed: int = 0
+    form_bytes_freed: int = 0
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,15 +106,17 @@ def collect_server_garbage(
     meta: Metadata,
     store: LocalStore | None,
     *,
+    forms: FormFiles | None = None,
     grace: timedelta = DEFAULT_GRACE,
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> ServerGcReport:
-    """Collect unreferenced ownership rows, then unowned blobs of ``store``.
+    """Collect unreferenced ownership rows, then unowned blobs of ``store``
+    and unrecorded files of ``forms``.
 
-    ``store`` is the server's shared pack store, written by no other process
-    meanwhile; None skips the pack step. See the module docstring for why
-    each step is safe against a push racing it.
+    ``store`` and ``forms`` are the server's, written by no other process
+    meanwhile; None skips their step. See the module docstring for why each
+    step is safe against a push racing it.
     """
     if grace < timedelta(0):
         raise UsageError(f"grace period {grace} is negative; give 0 or more")
@@ -121,6 +130,8 @@ def collect_server_garbage(
         mine["blobs"] += 1
         mine["bytes"] += row.stored_size
     report.ownership_removed = len(rows)
+    if forms is not None:
+        _collect_forms(meta, forms, rows, cutoff.timestamp(), report)
     if store is None:
         report.note = "packs not compacted: no pack store given"
         return report
@@ -146,6 +157,38 @@ def collect_server_garbage(
         len(young),
     )
     return report
+
+
+def _collect_forms(
+    meta: Metadata,
+    forms: FormFiles,
+    rows: list[CollectedBlob],
+    cutoff: float,
+    report: ServerGcReport,
+) -> None:
+    """Delete form files older than ``cutoff`` that no ownership row records."""
+    old = [
+        (bid, digest, path)
+        for bid, digest, path in forms.entries()
+        if path.stat().st_mtime <= cutoff
+    ]
+    counts = meta.form_counts([(bid, digest) for bid, digest, _ in old])
+    planned = Counter[tuple[str, str]]()
+    if report.dry_run:
+        planned.update((r.blob_id, r.digest) for r in rows if r.digest is not None)
+    for bid, digest, path in old:
+        if counts.get((bid, digest), 0) > planned[bid, digest]:
+            continue
+        report.forms_removed += 1
+        report.form_bytes_freed += path.stat().st_size
+        if not report.dry_run:
+            forms.remove(path)
+    log.info(
+        "server garbage collection%s: %d form files, %d bytes freed",
+        " (dry run)" if report.dry_run else "",
+        report.forms_removed,
+        report.form_bytes_freed,
+    )
 
 
 def _young_packs(store: LocalStore, cutoff: float) -> set[str]:

@@ -1,9 +1,12 @@
 """The server's metadata: users, tokens, blob ownership and snapshots.
 
-Blob *content* lives once in the shared pack storage (:mod:`.storage`); this
-database records who may reach it. Every query that touches a blob or a
-snapshot is scoped to one user, so another user's rows are invisible by
-construction rather than by a check that could be forgotten.
+Blob *content* lives in the shared storage (:mod:`.storage`); this database
+records who may reach it and, per user, the form that user uploaded (codec,
+stored size and the SHA-256 of the stored bytes, :class:`BlobForm`), so every
+answer about a blob derives from the caller's own upload. Every query that
+touches a blob or a snapshot is scoped to one user, so another user's rows
+are invisible by construction rather than by a check that could be
+forgotten.
 
 :class:`Metadata` is the interface the app uses; :class:`SQLiteMetadata` is
 the embedded implementation (WAL journal, ``synchronous=FULL`` so a commit
@@ -34,7 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from snapkit.errors import UsageError
+from snapkit.remote import parse_time
+
 __all__ = [
+    "BlobForm",
     "CollectedBlob",
     "Metadata",
     "SQLiteMetadata",
@@ -72,6 +79,21 @@ class SnapshotRow:
 
 
 @dataclass(frozen=True)
+class BlobForm:
+    """How one user's copy of a blob is stored: the form that user uploaded.
+
+    ``digest`` is the hex SHA-256 of the stored bytes (not of the content:
+    the id is that). It and ``codec`` are None only for rows recorded before
+    forms were kept (schema version 1); those are served the pack store's
+    copy, as they were then.
+    """
+
+    codec: int | None
+    stored_size: int
+    digest: str | None
+
+
+@dataclass(frozen=True)
 class CollectedBlob:
     """An ownership row garbage collection removed (or would remove)."""
 
@@ -79,6 +101,8 @@ class CollectedBlob:
     user_name: str
     blob_id: str
     stored_size: int
+    #: The form digest the row recorded (None for a version-1 row).
+    digest: str | None = None
 
 
 class Metadata(abc.ABC):
@@ -105,11 +129,16 @@ class Metadata(abc.ABC):
         """Return the stored size of each of ``ids`` that the user owns."""
 
     @abc.abstractmethod
-    def add_blobs(self, user_id: int, sizes: dict[str, int]) -> None:
+    def owned_forms(self, user_id: int, ids: Sequence[str]) -> dict[str, BlobForm]:
+        """Return the form the user uploaded of each of ``ids`` they own."""
+
+    @abc.abstractmethod
+    def add_blobs(self, user_id: int, forms: dict[str, BlobForm]) -> None:
         """Record ownership of durable blobs, all in one transaction.
 
         Recording a blob the user owns already renews its ``recorded`` time,
-        which restarts its garbage-collection grace period.
+        which restarts its garbage-collection grace period, and records the
+        form of this latest upload.
         """
 
     @abc.abstractmethod
@@ -129,6 +158,16 @@ class Metadata(abc.ABC):
 
         For garbage collection only: it answers across users, so no route
         may expose it.
+        """
+
+    @abc.abstractmethod
+    def form_counts(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """How many users' rows record each ``(blob id, form digest)`` pair
+        (pairs nobody records are absent).
+
+        For garbage collection only: it answers across users.
         """
 
     # -- snapshots ---------------------------------------------------------
@@ -169,7 +208,9 @@ class Metadata(abc.ABC):
         """Return the user's snapshots oldest first.
 
         ``after`` is the ``(created, id)`` of the last row of the previous
-        page; ``since`` keeps snapshots created at or after an ISO time.
+        page; ``since`` keeps snapshots created at or after a time given in
+        the form :func:`snapkit.remote.parse_time` returns (UTC, ``Z``),
+        compared with each snapshot's ``created`` converted the same way.
         """
 
     @abc.abstractmethod
@@ -197,6 +238,8 @@ CREATE TABLE IF NOT EXISTS blobs (
     blob_id      TEXT NOT NULL,
     stored_size  INTEGER NOT NULL,
     recorded     TEXT NOT NULL,
+    codec        INTEGER,
+    form         TEXT,
     PRIMARY KEY (user_id, blob_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -210,6 +253,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     files      INTEGER NOT NULL,
     committed  TEXT NOT NULL,
     manifest   BLOB NOT NULL,
+    created_utc TEXT,
     PRIMARY KEY (user_id, id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (user_id, created, id);
@@ -231,7 +275,17 @@ CREATE TABLE IF NOT EXISTS snapshot_tags (
 
 _COLUMNS = "id, name, created, tags, raw_size, objects, files, committed"
 #: 1: snapshot_blobs lists the blobs of every snapshot.
-_SCHEMA_VERSION = 1
+#: 2: blobs record each user's own form (codec, form); snapshots a UTC
+#:    ``created_utc`` that ``since`` compares with.
+_SCHEMA_VERSION = 2
+
+
+def created_key(created: str) -> str:
+    """``created`` as the UTC form ``since`` is compared in (itself if unparsable)."""
+    try:
+        return parse_time(created)
+    except UsageError:
+        return created
 
 
 def _backfill_snapshot_blobs(db: sqlite3.Connection) -> None:
@@ -246,6 +300,28 @@ def _backfill_snapshot_blobs(db: sqlite3.Connection) -> None:
             "VALUES (?, ?, ?)",
             [(user_id, sid, bid) for bid in ids],
         )
+
+
+def _add_forms_and_utc_times(db: sqlite3.Connection) -> None:
+    """Version 2: add the columns a version-1 database lacks, fill the times.
+
+    Ownership rows of version 1 keep a NULL form: they were served the pack
+    store's copy, and still are.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(blobs)")}
+    for column, kind in (("codec", "INTEGER"), ("form", "TEXT")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE blobs ADD COLUMN {column} {kind}")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(snapshots)")}
+    if "created_utc" not in columns:
+        db.execute("ALTER TABLE snapshots ADD COLUMN created_utc TEXT")
+    found = db.execute(
+        "SELECT user_id, id, created FROM snapshots WHERE created_utc IS NULL"
+    ).fetchall()
+    db.executemany(
+        "UPDATE snapshots SET created_utc = ? WHERE user_id = ? AND id = ?",
+        [(created_key(str(c)), uid, sid) for uid, sid, c in found],
+    )
 
 
 def _now() -> str:
@@ -293,8 +369,11 @@ class SQLiteMetadata(Metadata):
                 if statement.strip():
                     db.execute(statement)
             (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version < _SCHEMA_VERSION:
+            if version < 1:
                 _backfill_snapshot_blobs(db)
+            if version < 2:
+                _add_forms_and_utc_times(db)
+            if version < _SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
@@ -365,14 +444,37 @@ class SQLiteMetadata(Metadata):
                 )
         return sizes
 
-    def add_blobs(self, user_id: int, sizes: dict[str, int]) -> None:
+    def owned_forms(self, user_id: int, ids: Sequence[str]) -> dict[str, BlobForm]:
+        forms: dict[str, BlobForm] = {}
+        with self._transaction() as db:
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                for bid, size, kind, form in db.execute(
+                    "SELECT blob_id, stored_size, codec, form FROM blobs "
+                    f"WHERE user_id = ? AND blob_id IN ({marks})",
+                    (user_id, *part),
+                ):
+                    forms[str(bid)] = BlobForm(
+                        None if kind is None else int(kind),
+                        int(size),
+                        None if form is None else str(form),
+                    )
+        return forms
+
+    def add_blobs(self, user_id: int, forms: dict[str, BlobForm]) -> None:
         now = _now()
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO blobs (user_id, blob_id, stored_size, recorded) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (user_id, blob_id) "
-                "DO UPDATE SET recorded = excluded.recorded",
-                [(user_id, bid, size, now) for bid, size in sizes.items()],
+                "INSERT INTO blobs "
+                "(user_id, blob_id, stored_size, recorded, codec, form) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, blob_id) "
+                "DO UPDATE SET recorded = excluded.recorded, "
+                "stored_size = excluded.stored_size, codec = excluded.codec, "
+                "form = excluded.form",
+                [
+                    (user_id, bid, f.stored_size, now, f.codec, f.digest)
+                    for bid, f in forms.items()
+                ],
             )
 
     def collect_blobs(
@@ -385,8 +487,8 @@ class SQLiteMetadata(Metadata):
         )
         with self._transaction() as db:
             found = db.execute(
-                "SELECT b.user_id, u.name, b.blob_id, b.stored_size FROM blobs b "
-                f"JOIN users u ON u.id = b.user_id WHERE {unreferenced} "
+                "SELECT b.user_id, u.name, b.blob_id, b.stored_size, b.form "
+                f"FROM blobs b JOIN users u ON u.id = b.user_id WHERE {unreferenced} "
                 "ORDER BY b.user_id, b.blob_id",
                 (recorded_before,),
             ).fetchall()
@@ -395,8 +497,10 @@ class SQLiteMetadata(Metadata):
                     f"DELETE FROM blobs AS b WHERE {unreferenced}", (recorded_before,)
                 )
         return [
-            CollectedBlob(int(uid), str(name), str(bid), int(size))
-            for uid, name, bid, size in found
+            CollectedBlob(
+                int(uid), str(name), str(bid), int(size), None if f is None else str(f)
+            )
+            for uid, name, bid, size, f in found
         ]
 
     def owner_counts(self, ids: Sequence[str]) -> dict[str, int]:
@@ -412,6 +516,23 @@ class SQLiteMetadata(Metadata):
                         tuple(part),
                     )
                 )
+        return counts
+
+    def form_counts(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        wanted = set(pairs)
+        counts: dict[tuple[str, str], int] = {}
+        with self._transaction() as db:
+            for part in _chunks(sorted({bid for bid, _ in wanted})):
+                marks = ",".join("?" * len(part))
+                for bid, form, n in db.execute(
+                    "SELECT blob_id, form, COUNT(*) FROM blobs WHERE form IS NOT "
+                    f"NULL AND blob_id IN ({marks}) GROUP BY blob_id, form",
+                    tuple(part),
+                ):
+                    if (str(bid), str(form)) in wanted:
+                        counts[str(bid), str(form)] = int(n)
         return counts
 
     # -- snapshots ---------------------------------------------------------
@@ -436,8 +557,8 @@ class SQLiteMetadata(Metadata):
             if absent:
                 return absent
             inserted = db.execute(
-                f"INSERT OR IGNORE INTO snapshots (user_id, {_COLUMNS}, manifest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO snapshots (user_id, {_COLUMNS}, manifest, "
+                "created_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     user_id,
                     row.id,
@@ -449,6 +570,7 @@ class SQLiteMetadata(Metadata):
                     row.files,
                     row.committed,
                     manifest,
+                    created_key(row.created),
                 ),
             ).rowcount
             if inserted:
@@ -514,7 +636,7 @@ class SQLiteMetadata(Metadata):
             )
             params.append(tag)
         if since is not None:
-            where.append("s.created >= ?")
+            where.append("s.created_utc >= ?")
             params.append(since)
         if after is not None:
             where.append("(s.created > ? OR (s.created = ? AND s.id > ?))")

@@ -115,10 +115,22 @@ def test_diff_and_audit_on_the_server(api: dict[str, Api]) -> None:
     b = alice.commit(manifest_of(blobs, name="b")).json()["id"]
     diff = alice.http.get(f"/snapshots/{a[:8]}/diff/{b[:8]}")
     assert diff.status_code == 200
-    assert diff.json()["changed"] is True
-    audit = alice.http.get(f"/snapshots/{b}/audit")
+    found = diff.json()
+    assert found["changed"] is True
+    # Both sides name the full ids the prefixes resolved to.
+    assert found["a"] == {"label": f"server#{a[:12]}", "id": a}
+    assert found["b"] == {"label": f"server#{b[:12]}", "id": b}
+    # The stored sizes of what b adds come from alice's own uploads.
+    assert found["totals"]["upload_bytes"] == blobs[2].stored_size
+    assert found["totals"]["upload_exact"] is True
+    audit = alice.http.get(f"/snapshots/{b[:6]}/audit")
     assert audit.status_code == 200
     assert audit.json()["totals"]["files"] == 3
+    assert audit.json()["source"] == {
+        "label": f"server#{b[:12]}",
+        "id": b,
+        "live": False,
+    }
 
 
 def test_archive_download_holds_the_snapshot(

@@ -130,3 +130,30 @@ def test_commit_is_idempotent_and_needs_canonical_bytes(api: dict[str, Api]) -> 
     garbage = api["alice"].http.post("/snapshots", content=b"\x93not a manifest")
     assert garbage.status_code == 400
     assert garbage.json()["code"] == "bad_manifest"
+
+
+def test_a_blob_over_the_cap_goes_alone(tmp_path: Path) -> None:
+    """A body holding one blob larger than --max-body is accepted, and so is
+    a batch download of it alone; a larger body of several blobs is 413,
+    with a message that says what to do."""
+    cap = 256 * 1024
+    with EmbeddedServer(tmp_path / "srv", max_body=cap) as small:
+        api = Api(small.url, small.add_user("carol"))
+        try:
+            big = random_blobs(1, 1024 * 1024)[0]
+            little = random_blobs(1, 1000)[0]
+            for body in ([big, little], [little, big]):
+                refused = api.upload(body)
+                assert refused.status_code == 413
+                assert refused.json()["code"] == "body_too_large"
+                assert "goes alone" in refused.json()["detail"]
+            assert api.missing([big.id, little.id]).json()["sizes"] == {}
+
+            assert api.upload([big]).status_code == 201
+            assert api.upload([little]).status_code == 201
+            alone = api.http.post("/blobs/fetch", json={"ids": [big.id]})
+            assert list(iter_records(alone.content)) == [big]
+            both = api.http.post("/blobs/fetch", json={"ids": [big.id, little.id]})
+            assert both.status_code == 413
+        finally:
+            api.http.close()
