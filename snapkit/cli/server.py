@@ -4,6 +4,7 @@ collect garbage."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -60,7 +61,11 @@ def command() -> None:
     help="Largest blob upload body, in MiB.",
 )
 def serve(host: str, port: int, data: Path | None, max_body: int) -> None:
-    """Serve the HTTP API (under /api/v1, docs at /docs) until interrupted."""
+    """Serve the HTTP API (under /api/v1, docs at /docs) until interrupted.
+
+    Exits 2 when the address cannot be bound (the port is busy, or the host
+    is not an address of this machine): pass another --port or --host.
+    """
     _need_server_extra()
     import uvicorn
 
@@ -76,13 +81,44 @@ def serve(host: str, port: int, data: Path | None, max_body: int) -> None:
                 f"{config.data} is in use by another `snapkit server serve` or "
                 "`snapkit server gc`; stop it or give another --data folder"
             )
-        app = create_app(config)
-        click.echo(
-            f"snapkit server on http://{host}:{port} (data in {config.data}); "
-            "add users with `snapkit server adduser NAME`",
-            err=True,
-        )
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        sock = listen_socket(host, port)
+        try:
+            app = create_app(config)
+            bound = sock.getsockname()[1]
+            click.echo(
+                f"snapkit server on http://{host}:{bound} (data in {config.data}); "
+                "add users with `snapkit server adduser NAME`",
+                err=True,
+            )
+            server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` before anything starts, so a busy port is one clear
+    error (UsageError, exit 2) rather than the web server's own log lines."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"--host {host!r} is not an address this machine can listen on "
+            f"({exc.strerror}); give an IP address such as 127.0.0.1 or 0.0.0.0"
+        ) from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); stop the process "
+            "that holds it or pass another --port"
+        ) from exc
+    return sock
 
 
 @command.command("adduser")

@@ -1,0 +1,61 @@
+"""`snapkit server serve` as a child process: starts, stops, and says
+plainly when its port is taken."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+
+def _serve(data: Path, port: int) -> subprocess.Popen[str]:
+    command = ["serve", "--port", str(port), "--data", str(data)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "snapkit", "server", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SNAPKIT_SERVER_DATA": ""},
+    )
+
+
+def test_busy_port_is_one_usage_error(tmp_path: Path) -> None:
+    """Exit 2 with one line naming the address, not the web server's log."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        child = _serve(tmp_path / "data", port)
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == 2
+    assert out == ""
+    assert err.splitlines() == [
+        f"snapkit: error: cannot listen on 127.0.0.1:{port} (Address already in "
+        "use); stop the process that holds it or pass another --port"
+    ]
+
+
+def test_serve_answers_then_stops_on_interrupt(tmp_path: Path) -> None:
+    """On a free port (0: the system picks) it prints where it listens,
+    answers /health, and on SIGINT shuts down cleanly, then exits 130 like
+    every command interrupted with Ctrl-C."""
+    child = _serve(tmp_path / "data", 0)
+    try:
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        found = re.search(r"on (http://127\.0\.0\.1:\d+) ", first)
+        assert found, first
+        health = httpx.get(found.group(1) + "/api/v1/health", timeout=30)
+        assert health.json()["status"] == "ok"
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert "Application shutdown complete" in err
+    assert err.splitlines()[-1] == "snapkit: interrupted"
