@@ -8,6 +8,7 @@ import click
 
 from snapkit.cli._common import echo_json, human_size, json_option
 from snapkit.cli.login import connect
+from snapkit.errors import UsageError
 
 __all__ = ["command"]
 
@@ -16,13 +17,23 @@ __all__ = ["command"]
 @click.option("--name", default=None, help="Only snapshots with this exact name.")
 @click.option("--tag", default=None, help="Only snapshots with this tag.")
 @click.option(
-    "--since", default=None, help="Only snapshots created at or after this ISO time."
+    "--since",
+    default=None,
+    help="Only snapshots created at or after this ISO 8601 time "
+    "(2026-01-31, 2026-01-31T12:00:00+01:00; no offset means UTC).",
 )
 @json_option
 def command(
     name: str | None, tag: str | None, since: str | None, as_json: bool
 ) -> None:
     """List your snapshots on the server, oldest first."""
+    if since is not None:
+        from snapkit.remote import parse_time
+
+        try:
+            since = parse_time(since)
+        except UsageError as exc:
+            raise UsageError(f"--since: {exc}") from exc
     with connect() as client:
         found = client.list_snapshots(name=name, tag=tag, since=since)
     if as_json:

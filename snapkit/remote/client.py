@@ -19,8 +19,15 @@ What it guarantees:
   was given (:meth:`Client.push` gives its archive, or use
   :meth:`Client.resend_from`), exactly those blobs are uploaded again and
   the commit is retried once;
-* requests are retried with exponential backoff on connection errors and 5xx
-  answers (every call it makes is idempotent, uploads included);
+* requests are retried with exponential backoff on connection errors,
+  timeouts and 5xx answers (every call it makes is idempotent, uploads
+  included); each retry is logged at INFO, the final failure is one error;
+* a batch the server finds too large (413) is split and sent again, so a
+  server with a smaller body cap than :data:`BATCH_BYTES` still works;
+* snapshot ids and prefixes are checked (4 to 64 hex digits) before they go
+  into a URL;
+* a token from the login config file is sent only to the URL it was saved
+  for;
 * server errors surface as :mod:`snapkit.errors` exceptions carrying the
   server's problem ``detail``: 401 is :class:`~snapkit.errors.AuthError`, 404
   :class:`~snapkit.errors.NotFoundError`, 409
@@ -34,9 +41,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,7 +65,12 @@ from snapkit.errors import (
     UsageError,
 )
 from snapkit.remote import RecordParser, encode_records
-from snapkit.remote.config import config_path, load_config
+from snapkit.remote.config import (
+    RemoteConfig,
+    config_path,
+    load_config,
+    normalise_url,
+)
 from snapkit.store import codec
 from snapkit.store.codec import Codec
 from snapkit.store.repository import Repository, SnapshotInfo, StoredBlob
@@ -77,9 +91,30 @@ PAGE = 1000
 
 Progress = Callable[[int, int], None]
 
+_SNAPSHOT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
+_BLOB_ID = re.compile(r"[0-9a-f]{64}")
+
 
 def _default_progress() -> bool:
     return sys.stderr.isatty()
+
+
+def _snapshot_path(given: str, suffix: str = "") -> str:
+    """The URL path of a snapshot id or prefix; UsageError if it is not one."""
+    if not _SNAPSHOT_ID.fullmatch(given):
+        raise UsageError(
+            f"snapshot id {given[:80]!r} is not valid; give 4 to 64 hex digits "
+            "of an id listed by `snapkit ls`"
+        )
+    return f"/snapshots/{urllib.parse.quote(given.lower(), safe='')}{suffix}"
+
+
+class _TooLarge(RemoteError):
+    """The server refused a body or batch as over its limit (413)."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Client(Repository):
@@ -100,26 +135,27 @@ class Client(Repository):
         progress: bool | None = None,
         batch_bytes: int = BATCH_BYTES,
     ) -> None:
-        if url is None or token is None:
-            saved = load_config()
-            url = url or os.environ.get("SNAPKIT_URL") or saved.url
-            token = token or os.environ.get("SNAPKIT_TOKEN") or saved.token
+        saved = load_config() if url is None or not token else RemoteConfig()
+        url = url or os.environ.get("SNAPKIT_URL") or saved.url
         if not url:
             raise ConfigError(
                 "no server URL: pass url=, set SNAPKIT_URL, or run `snapkit login URL`"
             )
+        url = normalise_url(url)
+        token = token or os.environ.get("SNAPKIT_TOKEN")
+        # The saved token is a password for the saved URL, and only for it.
+        if not token and saved.url and normalise_url(saved.url) == url:
+            token = saved.token
         if not token:
+            other = f" (the saved login is for {saved.url})" if saved.url else ""
             raise ConfigError(
-                f"no token for {url}: pass token=, set SNAPKIT_TOKEN, or run "
-                f"`snapkit login {url}` (config file {config_path()})"
+                f"no token for {url}{other}: pass token=, set SNAPKIT_TOKEN, or "
+                f"run `snapkit login {url}` (config file {config_path()})"
             )
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"server URL {url!r} should start with http:// or https://"
-            )
-        self.url = url.rstrip("/")
+        self.url = url
         self.where = f"server {self.url}"
         self.retries = max(0, retries)
+        self.timeout = timeout
         self.progress = _default_progress() if progress is None else progress
         self.batch_bytes = batch_bytes
         self._http = httpx.Client(
@@ -159,7 +195,11 @@ class Client(Repository):
         json_body: Any = None,
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        """Send a request, retrying connection errors and 5xx answers."""
+        """Send a request, retrying connection errors, timeouts and 5xx answers.
+
+        Retries are logged at INFO (shown with ``-v``): what the user sees
+        by default is the one error raised when the last attempt fails.
+        """
         headers = {}
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":")).encode()
@@ -172,6 +212,14 @@ class Client(Repository):
                 response = self._http.request(
                     method, path, content=body, params=params, headers=headers
                 )
+            except httpx.TimeoutException as exc:
+                if attempt >= self.retries:
+                    raise RemoteError(
+                        f"{self.where} did not answer {method} {path} within "
+                        f"{self.timeout:g}s ({type(exc).__name__}, {attempt + 1} "
+                        "attempts); try again later, or raise the timeout"
+                    ) from exc
+                failure = f"{type(exc).__name__}: {exc}"
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
                     raise RemoteError(
@@ -186,7 +234,7 @@ class Client(Repository):
                     return response
                 failure = f"HTTP {response.status_code}"
             delay = min(0.25 * 2**attempt, 8.0)
-            log.warning(
+            log.info(
                 "%s %s on %s failed (%s); retrying in %.2fs",
                 method,
                 path,
@@ -228,6 +276,8 @@ class Client(Repository):
             raise ConflictError(
                 f"{self.where}: {detail}", [str(i) for i in problem.get("missing", [])]
             )
+        if status == 413 and code == "body_too_large":
+            raise _TooLarge(f"{self.where}: {detail}", int(problem.get("limit", 0)))
         if code in ("blob_mismatch", "bad_manifest"):
             raise IntegrityError(
                 f"{self.where} refused the upload: {detail}. Run `snapkit verify` "
@@ -303,8 +353,7 @@ class Client(Repository):
             batch = list(self._pending.values())
         if not batch:
             return
-        body = encode_records(batch)
-        self._request("POST", "/blobs", body=body)
+        sent_bytes = self._upload(batch)
         with self._lock:
             for blob in batch:
                 self._pending.pop(blob.id, None)
@@ -312,12 +361,37 @@ class Client(Repository):
             self._pending_bytes = sum(b.stored_size for b in self._pending.values())
             self.blobs_sent += len(batch)
             sent = self.blobs_sent
-        log.debug("%s: uploaded %d blobs, %d bytes", self.where, len(batch), len(body))
+        log.debug("%s: uploaded %d blobs, %d bytes", self.where, len(batch), sent_bytes)
         if self.on_batch is not None:
             self.on_batch(sent, self.bytes_sent)
 
+    def _upload(self, batch: list[StoredBlob]) -> int:
+        """POST one batch; halve it while the server says it is too large."""
+        body = encode_records(batch)
+        try:
+            self._request("POST", "/blobs", body=body)
+        except _TooLarge as exc:
+            if len(batch) < 2:
+                raise
+            if exc.limit:
+                self.batch_bytes = min(self.batch_bytes, exc.limit // 2)
+            half = len(batch) // 2
+            log.info(
+                "%s: upload of %d bytes over the server's limit of %d; splitting",
+                self.where,
+                len(body),
+                exc.limit,
+            )
+            return self._upload(batch[:half]) + self._upload(batch[half:])
+        return len(body)
+
     def get_raw(self, blob_id: str) -> StoredBlob:
         """Return one blob as stored; the receiver verifies it."""
+        if not _BLOB_ID.fullmatch(blob_id):
+            raise UsageError(
+                f"blob id {blob_id[:80]!r} is not valid; a blob id is 64 "
+                "lowercase hex digits"
+            )
         response = self._request("GET", f"/blobs/{blob_id}")
         try:
             kind = Codec(int(response.headers["X-Snapkit-Codec"]))
@@ -349,7 +423,15 @@ class Client(Repository):
             yield from self._fetch(batch)
 
     def _fetch(self, ids: list[str]) -> Iterator[StoredBlob]:
-        response = self._request("POST", "/blobs/fetch", json_body={"ids": ids})
+        try:
+            response = self._request("POST", "/blobs/fetch", json_body={"ids": ids})
+        except _TooLarge:
+            if len(ids) < 2:
+                raise
+            half = len(ids) // 2
+            yield from self._fetch(ids[:half])
+            yield from self._fetch(ids[half:])
+            return
         blobs = list(RecordParser(f"{self.where}: download").feed(response.content))
         if [b.id for b in blobs] != ids:
             raise RemoteError(
@@ -455,14 +537,14 @@ class Client(Repository):
         return self.list_snapshots()
 
     def snapshot(self, snapshot_id: str) -> Manifest:
-        response = self._request("GET", f"/snapshots/{snapshot_id}/manifest")
+        response = self._request("GET", _snapshot_path(snapshot_id, "/manifest"))
         full = response.headers.get("X-Snapkit-Snapshot-Id", "")
         where = f"{self.where}: snapshot {full or snapshot_id}"
         codec.verify(response.content, full, where)
         return Manifest.decode(response.content, where)
 
     def remove_snapshot(self, snapshot_id: str) -> str:
-        answer = self._request("DELETE", f"/snapshots/{snapshot_id}").json()
+        answer = self._request("DELETE", _snapshot_path(snapshot_id)).json()
         return str(answer["id"])
 
     # -- the operations data scientists call -------------------------------
@@ -575,21 +657,30 @@ class Client(Repository):
 
     @contextmanager
     def _bar(self, label: str) -> Iterator[Progress | None]:
+        """A progress bar on stderr while the block runs, if asked for and
+        rich (the ``client`` extra) is installed; without rich, no bar."""
         if not self.progress:
             yield None
             return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
+        try:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TransferSpeedColumn,
+            )
+        except ImportError:
+            log.debug("no progress bar: rich is not installed")
+            yield None
+            return
 
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
+            console=Console(stderr=True),
             transient=True,
             refresh_per_second=4,
         ) as bar:

@@ -1,7 +1,9 @@
 """Where the client finds its server URL and token.
 
 Order: explicit arguments, then ``SNAPKIT_URL`` / ``SNAPKIT_TOKEN``, then the
-config file that ``snapkit login`` writes. The file is
+config file that ``snapkit login`` writes. The file's token is used only for
+the URL it was saved with (compared after :func:`normalise_url`), never sent
+to another server. The file is
 ``$SNAPKIT_CONFIG``, else ``$XDG_CONFIG_HOME/snapkit/config.toml``, else
 ``~/.config/snapkit/config.toml``. It holds two TOML lines, ``url = "..."``
 and ``token = "..."``, and is written with mode 0600 because the token is a
@@ -13,13 +15,22 @@ from __future__ import annotations
 import os
 import re
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from snapkit.errors import ConfigError
 
-__all__ = ["RemoteConfig", "config_path", "load_config", "save_config"]
+__all__ = [
+    "RemoteConfig",
+    "config_path",
+    "load_config",
+    "normalise_url",
+    "save_config",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _LINE = re.compile(r'\s*([A-Za-z_]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:#.*)?')
 
@@ -30,6 +41,36 @@ class RemoteConfig:
 
     url: str | None = None
     token: str | None = None
+
+
+def normalise_url(url: str) -> str:
+    """Return the one spelling of a server URL: lower-case scheme and host,
+    no default port, no trailing slash. Raises ConfigError for anything that
+    is not a plain http(s) URL (credentials, a query or a fragment in it).
+    """
+    text = url.strip()
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"server URL {url!r} has an invalid port") from exc
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError(
+            f"server URL {url!r} should look like http://HOST:PORT or "
+            "https://HOST (http:// or https:// and a host name)"
+        )
+    if parts.username is not None or parts.query or parts.fragment:
+        raise ConfigError(
+            f"server URL {url!r} should hold no user name, query or fragment; "
+            "give the token with --token or SNAPKIT_TOKEN"
+        )
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"
 
 
 def config_path() -> Path:

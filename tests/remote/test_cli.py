@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -76,3 +77,27 @@ def test_adduser_prints_a_working_token(tmp_path: Path) -> None:
     with EmbeddedServer(data) as running:
         code, out, _ = _run("login", running.url, "--token", token)
         assert code == 0 and "as dana" in out
+
+
+def test_ls_since_takes_times_with_offsets_and_refuses_the_rest(
+    tmp_path: Path, server: EmbeddedServer, token: str
+) -> None:
+    """`ls --since` converts an offset to UTC; a value that is no time is a
+    usage error (exit 2) naming it, before any request."""
+    assert _run("login", server.url, "--token", token)[0] == 0
+    (tmp_path / "ws").mkdir()
+    snap = capture(files=tmp_path / "ws", name="late", to=tmp_path / "a.snap")
+    assert _run("push", str(tmp_path / "a.snap"))[0] == 0
+    created = snap.manifest.created  # e.g. 2026-12-03T20:06:17.123456Z
+    moment = datetime.fromisoformat(created[:-1]).replace(tzinfo=timezone.utc)
+    ahead = moment.astimezone(timezone(timedelta(hours=1))).isoformat()
+    code, out, _ = _run("ls", "--json", "--since", ahead)
+    assert code == 0 and [s["id"] for s in json.loads(out)] == [snap.id]
+    later = (moment + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=1)))
+    code, out, _ = _run("ls", "--json", "--since", later.isoformat())
+    assert code == 0 and json.loads(out) == []
+
+    code, out, err = _run("ls", "--since", "yesterday")
+    assert code == 2 and out == ""
+    assert err.startswith("snapkit: error: --since: time 'yesterday' is not an ISO")
+    assert len(err.splitlines()) == 1

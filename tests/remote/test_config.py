@@ -41,3 +41,24 @@ def test_line_parser_used_on_python_310(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="line 1"):
         config._parse_lines("url = http://unquoted\n", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://LocalHost:80/", "http://localhost"),
+        ("https://h.example:443/snapkit/", "https://h.example/snapkit"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("http://[::1]:8765/", "http://[::1]:8765"),
+    ],
+)
+def test_urls_are_normalised(given: str, expected: str) -> None:
+    assert config.normalise_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["ftp://h", "localhost:8765", "http://", "http://u:p@h", "http://h:99999"]
+)
+def test_unusable_urls_are_config_errors(bad: str) -> None:
+    with pytest.raises(ConfigError, match="server URL"):
+        config.normalise_url(bad)
