@@ -188,3 +188,15 @@ def test_metadata_is_durable_sqlite(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
+
+
+def test_design_doc_lists_every_error_code() -> None:
+    """docs/design.md's server section names each stable problem code."""
+    from snapkit.server.app import CODES
+
+    design = Path(__file__).parents[2] / "docs" / "design.md"
+    text = design.read_text(encoding="utf-8")
+    section = text[
+        text.index("\n## Server\n") : text.index("\n## Garbage collection\n")
+    ]
+    assert [code for code in CODES if f"`{code}`" not in section] == []
