@@ -4,12 +4,13 @@ The embedded default is one process: SQLite for metadata and a folder of pack
 files for blob content, both under one data folder::
 
     DATA/
-      metadata.sqlite3   users, token hashes, blob ownership, snapshots
+      metadata.sqlite3   users, token hashes, blob ownership and forms, snapshots
       packs/             a snapkit local store shared by every user
+      forms/             forms of blobs that differ from the packs' copy
 
 Modules: :mod:`.app` (the HTTP API), :mod:`.auth` (tokens),
 :mod:`.metadata` (the database behind a small interface), :mod:`.storage`
-(the shared blob store). They need the ``server`` extra
+(the shared pack store and form files). They need the ``server`` extra
 (``pip install 'snapkit[server]'``); importing this package does not.
 
 :class:`EmbeddedServer` runs the app on loopback in a background thread, for
