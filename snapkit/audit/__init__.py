@@ -148,46 +148,19 @@ def _check_keys(section: dict[str, Any], path: Path) -> None:
 
 
 def _read_tool_section(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
     if sys.version_info >= (3, 11):
         import tomllib
+    else:  # the same parser, published for older Pythons
+        import tomli as tomllib
 
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"cannot read {path}: {exc}; fix the TOML or pass limits as flags"
-            ) from exc
-        section = doc.get("tool", {}).get("snapkit", {})
-        return section if isinstance(section, dict) else {}
-    else:
-        return _scan_tool_section(text)
-
-
-def _scan_tool_section(text: str) -> dict[str, Any]:
-    # Enough TOML for `key = "value"` / `key = 123` lines under [tool.snapkit],
-    # for Python 3.10, which has no tomllib.
-    out: dict[str, Any] = {}
-    inside = False
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("["):
-            inside = line == "[tool.snapkit]"
-        elif inside and "=" in line:
-            key, _, value = (p.strip() for p in line.partition("="))
-            out[key.strip("\"'")] = _scan_value(value)
-    return out
-
-
-def _scan_value(text: str) -> Any:
-    if text[:1] in ("'", '"'):
-        return text.strip("\"'")
-    for kind in (int, float):
-        try:
-            return kind(text.replace("_", ""))
-        except ValueError:
-            pass
-    return text
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc}; fix the TOML or pass limits as flags"
+        ) from exc
+    section = doc.get("tool", {}).get("snapkit", {})
+    return section if isinstance(section, dict) else {}
 
 
 def find_limits(start: str | os.PathLike[str] | None = None) -> Limits:
