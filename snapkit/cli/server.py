@@ -4,7 +4,6 @@ collect garbage."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import click
 
 from snapkit.cli._common import echo_json, human_size, json_option
 from snapkit.errors import NotFoundError, UsageError
+from snapkit.server import listen_socket
 
 __all__ = ["command", "default_data_dir"]
 
@@ -94,31 +94,6 @@ def serve(host: str, port: int, data: Path | None, max_body: int) -> None:
             server.run(sockets=[sock])
         finally:
             sock.close()
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """Bind ``host:port`` before anything starts, so a busy port is one clear
-    error (UsageError, exit 2) rather than the web server's own log lines."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise UsageError(
-            f"--host {host!r} is not an address this machine can listen on "
-            f"({exc.strerror}); give an IP address such as 127.0.0.1 or 0.0.0.0"
-        ) from exc
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); stop the process "
-            "that holds it or pass another --port"
-        ) from exc
-    return sock
 
 
 @command.command("adduser")

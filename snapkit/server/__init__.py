@@ -26,11 +26,42 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from snapkit.errors import RemoteError
+from snapkit.errors import RemoteError, UsageError
 
-__all__ = ["DEFAULT_PORT", "EmbeddedServer"]
+__all__ = ["DEFAULT_PORT", "EmbeddedServer", "listen_socket"]
 
 DEFAULT_PORT = 8765
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` before anything starts, so a busy port is one clear
+    error (UsageError, exit 2) rather than the web server's own log lines.
+
+    The socket is made from ``getaddrinfo``'s answer, so its protocol is
+    ``IPPROTO_TCP``: asyncio turns Nagle's algorithm off (``TCP_NODELAY``)
+    only on sockets that say so, and with it on, every response whose
+    headers and body go out in two writes waits ~40 ms for a delayed ACK.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"--host {host!r} is not an address this machine can listen on "
+            f"({exc.strerror}); give an IP address such as 127.0.0.1 or 0.0.0.0"
+        ) from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); stop the process "
+            "that holds it or pass another --port"
+        ) from exc
+    return sock
 
 
 class EmbeddedServer:
@@ -61,9 +92,7 @@ class EmbeddedServer:
 
         from snapkit.server.app import create_app
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = listen_socket(self.host, self.port)
         self._socket = sock
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"

@@ -59,3 +59,40 @@ def test_serve_answers_then_stops_on_interrupt(tmp_path: Path) -> None:
     assert child.returncode == 130
     assert "Application shutdown complete" in err
     assert err.splitlines()[-1] == "snapkit: interrupted"
+
+
+def test_listening_socket_gets_nagle_turned_off_by_asyncio() -> None:
+    """Connections accepted on the server's socket have TCP_NODELAY set.
+
+    asyncio sets it only on sockets whose protocol says TCP; a socket made
+    as ``socket(AF_INET, SOCK_STREAM)`` says 0, and every request then waited
+    ~40 ms for a delayed ACK between a response's headers and its body.
+    """
+    import asyncio
+    import socket
+
+    from snapkit.server import listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    seen: list[int] = []
+
+    async def main() -> None:
+        async def handle(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            accepted = writer.get_extra_info("socket")
+            seen.append(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
