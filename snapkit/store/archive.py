@@ -304,7 +304,12 @@ class Archive(Repository):
             if bid in needed:
                 new.add_blob(bid, entry.codec, entry.raw_size, old_writer.read(entry))
         for sid, entry in old_writer.snapshots.items():
-            raw = codec.decode(entry.codec, old_writer.read(entry), entry.raw_size, sid)
+            raw = codec.decode(
+                entry.codec,
+                old_writer.read(entry),
+                entry.raw_size,
+                f"{self.where}: snapshot {sid}",
+            )
             new.add_manifest(sid, raw)
         old_tmp.close()
         Path(old_name).unlink(missing_ok=True)
@@ -322,11 +327,11 @@ class Archive(Repository):
                 self._load_manifest(sid)
             except IntegrityError as exc:
                 problems.append(str(exc))
-        held: list[str] = []
+        held: dict[str, None] = {}  # ordered, and O(1) membership
         if self._old is not None:
-            held += list(self._old.blobs)
+            held.update(dict.fromkeys(self._old.blobs))
         if self._writer is not None:
-            held += [b for b in self._writer.blobs if b not in held]
+            held.update(dict.fromkeys(self._writer.blobs))
         for bid in held:
             try:
                 self.get(bid)

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -486,3 +487,70 @@ def test_disk_refusing_a_write_is_a_storage_error(tmp_path: Path) -> None:
     assert f"writing archive {target}" in lines[0]
     assert "too large" in lines[0].lower() or "refuses" in lines[0]
     assert list(out_dir.iterdir()) == []
+
+
+def _rewrite_index(path: Path, change: Any) -> None:
+    """Apply ``change`` to the decoded index and write it back with a valid
+    checksum and footer: damage the index hash alone would not reveal."""
+    from snapkit.store import pack
+
+    data = path.read_bytes()
+    footer = data[-pack.FOOTER_SIZE :]
+    index_at, index_len, _, end = struct.unpack(">QQ32s8s", footer)
+    doc = msgpack.unpackb(data[index_at : index_at + index_len])
+    change(doc)
+    index = msgpack.packb(doc, use_bin_type=True)
+    footer = struct.pack(
+        ">QQ32s8s", index_at, len(index), hashlib.sha256(index).digest(), end
+    )
+    path.write_bytes(data[:index_at] + index + footer)
+
+
+def _overlap(doc: Any) -> None:
+    doc["blobs"][1][1] = doc["blobs"][0][1]
+
+
+def _duplicate(doc: Any) -> None:
+    doc["blobs"][1][0] = doc["blobs"][0][0]
+
+
+def _far_offset(doc: Any) -> None:
+    doc["blobs"][0][1] = 2**63
+
+
+def _past_the_index(doc: Any) -> None:
+    doc["blobs"][-1][2] += 10**6
+
+
+def _swapped_sizes(doc: Any) -> None:
+    first, second = doc["blobs"][0], doc["blobs"][1]
+    first[3], second[3] = second[3], first[3]
+
+
+def _unknown_codec(doc: Any) -> None:
+    doc["blobs"][0][4] = 7
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _overlap,
+        _duplicate,
+        _far_offset,
+        _past_the_index,
+        _swapped_sizes,
+        _unknown_codec,
+    ],
+)
+def test_self_consistent_hostile_index(
+    small_archive: SmallArchive, change: Any
+) -> None:
+    """An index with a valid checksum that lies about its records is refused
+    at open, or each lying record fails on read; never a wrong result."""
+    _rewrite_index(small_archive.path, change)
+    try:
+        problems = read_everything(small_archive.path, small_archive)
+    except (FormatError, IntegrityError) as exc:
+        assert str(small_archive.path) in str(exc)
+    else:
+        assert problems, "a hostile index was read back without a problem"

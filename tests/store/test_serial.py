@@ -326,3 +326,21 @@ def test_link_and_folder_entries_hold_no_bytes(
     link[0][index] = value
     with pytest.raises(FormatError, match=why):
         Manifest.decode(msgpack.packb(doc, use_bin_type=True))
+
+
+def test_string_over_the_ceiling_is_refused() -> None:
+    """A real string one byte over MAX_STRING, not only a lying header."""
+    data = msgpack.packb({"s": "x" * (serial.MAX_STRING + 1)})
+    with pytest.raises(FormatError, match="not a valid msgpack"):
+        serial.unpack(data, "t")
+    assert serial.unpack(msgpack.packb({"s": "x" * 1000}), "t") == {"s": "x" * 1000}
+
+
+def test_manifest_list_over_max_entries_is_refused() -> None:
+    """Five million and one entries in one manifest list names the field."""
+    from snapkit.workspace.manifest import MAX_ENTRIES
+
+    doc = _wire()
+    doc["tags"] = [0] * (MAX_ENTRIES + 1)
+    with pytest.raises(FormatError, match=rf"tags has {MAX_ENTRIES + 1} entries"):
+        Manifest.decode(msgpack.packb(doc))
