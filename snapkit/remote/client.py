@@ -7,9 +7,12 @@ and restore take it as a destination or source.
 What it guarantees:
 
 * blobs given to :meth:`Client.put_raw` are buffered and uploaded in batches
-  of about :data:`BATCH_BYTES`; :meth:`Client.flush` (and
-  :meth:`Client.add_snapshot`, which flushes first) returns only once the
-  server has made every one durable and recorded it as the caller's;
+  of about :data:`BATCH_BYTES`, one batch in flight on a background thread
+  while the next fills (so compressing and uploading overlap); an upload
+  that failed raises from the next ``put_raw`` or ``flush``;
+  :meth:`Client.flush` (and :meth:`Client.add_snapshot`, which flushes
+  first) returns only once the server has made every one durable and
+  recorded it as the caller's;
 * :meth:`Client.add_snapshot` commits the manifest last, so an interrupted
   push leaves no snapshot, and running it again uploads only what the
   server still lacks for this user;
@@ -47,6 +50,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -167,8 +171,14 @@ class Client(Repository):
             },
         )
         self._lock = threading.Lock()
+        #: The batch being filled, and the one being uploaded (in flight).
         self._pending: dict[str, StoredBlob] = {}
         self._pending_bytes = 0
+        self._sending: dict[str, StoredBlob] = {}
+        self._in_flight: Future[None] | None = None
+        self._uploader = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="snapkit-upload"
+        )
         #: Ids the server has confirmed it holds for this user.
         self._known: set[str] = set()
         self.bytes_sent = 0
@@ -299,7 +309,11 @@ class Client(Repository):
         wanted = list(dict.fromkeys(ids))
         with self._lock:
             unknown = [
-                i for i in wanted if i not in self._known and i not in self._pending
+                i
+                for i in wanted
+                if i not in self._known
+                and i not in self._pending
+                and i not in self._sending
             ]
         lacking: set[str] = set()
         for start in range(0, len(unknown), MAX_IDS):
@@ -317,8 +331,9 @@ class Client(Repository):
         sizes: dict[str, int] = {}
         with self._lock:
             for i in wanted:
-                if i in self._pending:
-                    sizes[i] = self._pending[i].stored_size
+                queued = self._pending.get(i) or self._sending.get(i)
+                if queued is not None:
+                    sizes[i] = queued.stored_size
         rest = [i for i in wanted if i not in sizes]
         for start in range(0, len(rest), MAX_IDS):
             part = rest[start : start + MAX_IDS]
@@ -333,7 +348,11 @@ class Client(Repository):
     def put_raw(self, blob: StoredBlob) -> None:
         """Queue a blob for upload; the server verifies it against its id."""
         with self._lock:
-            if blob.id in self._known or blob.id in self._pending:
+            if (
+                blob.id in self._known
+                or blob.id in self._pending
+                or blob.id in self._sending
+            ):
                 return
             full = self._pending and self._pending_bytes + blob.stored_size > (
                 self.batch_bytes
@@ -347,18 +366,39 @@ class Client(Repository):
     def flush(self) -> None:
         """Upload every queued blob; on return the server holds them durably."""
         self._send_pending()
+        self._wait_in_flight()
 
     def _send_pending(self) -> None:
+        """Hand the filled batch to the uploader, once the one before it is
+        done (at most one batch in flight)."""
+        self._wait_in_flight()
         with self._lock:
             batch = list(self._pending.values())
-        if not batch:
+            if not batch:
+                return
+            self._sending = dict(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._in_flight = self._uploader.submit(self._send, batch)
+
+    def _wait_in_flight(self) -> None:
+        """Wait for the batch in flight; raise what its upload raised."""
+        with self._lock:
+            future, self._in_flight = self._in_flight, None
+        if future is None:
             return
+        try:
+            future.result()
+        except BaseException:
+            with self._lock:
+                self._sending.clear()  # not confirmed: a retry sends them again
+            raise
+
+    def _send(self, batch: list[StoredBlob]) -> None:
         sent_bytes = self._upload(batch)
         with self._lock:
-            for blob in batch:
-                self._pending.pop(blob.id, None)
-                self._known.add(blob.id)
-            self._pending_bytes = sum(b.stored_size for b in self._pending.values())
+            self._known.update(b.id for b in batch)
+            self._sending.clear()
             self.blobs_sent += len(batch)
             sent = self.blobs_sent
         log.debug("%s: uploaded %d blobs, %d bytes", self.where, len(batch), sent_bytes)
@@ -696,6 +736,7 @@ class Client(Repository):
         try:
             self.flush()
         finally:
+            self._uploader.shutdown(wait=True)
             self._http.close()
 
     def abort(self) -> None:
@@ -703,4 +744,10 @@ class Client(Repository):
         with self._lock:
             self._pending.clear()
             self._pending_bytes = 0
+        # An upload in flight finishes or fails on its own; its blobs are
+        # valid content either way, and nothing is committed.
+        self._uploader.shutdown(wait=True)
+        with self._lock:
+            self._in_flight = None
+            self._sending.clear()
         self._http.close()

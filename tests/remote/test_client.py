@@ -12,6 +12,7 @@ from snapkit.errors import (
     AuthError,
     ConfigError,
     ConflictError,
+    IntegrityError,
     NotFoundError,
     RemoteError,
 )
@@ -126,3 +127,32 @@ def test_url_and_token_come_from_env_then_config(
     monkeypatch.setenv("SNAPKIT_TOKEN", "snk_from_env")
     with Client(progress=False) as client, pytest.raises(AuthError):
         client.whoami()
+
+
+def test_background_upload_failure_surfaces_and_commits_nothing(
+    server: EmbeddedServer, token: str
+) -> None:
+    """A batch refused while the next one fills raises from the next call
+    that waits for it; no snapshot appears, and nothing is half-committed."""
+    good = [StoredBlob.from_bytes(os.urandom(40_000)) for _ in range(6)]
+    forged = StoredBlob(good[0].id[::-1], good[1].codec, good[1].raw_size, good[1].data)
+    with Client(server.url, token, progress=False, retries=0, batch_bytes=50_000) as c:
+        c.put_raw(forged)
+        with pytest.raises(IntegrityError, match="does not match its id"):
+            for blob in good:
+                c.put_raw(blob)
+            c.flush()
+        assert c.list_snapshots() == []
+        assert c.missing([forged.id]) == {forged.id}
+
+
+def test_a_blob_queued_twice_while_in_flight_is_sent_once(
+    server: EmbeddedServer, token: str
+) -> None:
+    blobs = [StoredBlob.from_bytes(os.urandom(30_000)) for _ in range(8)]
+    with Client(server.url, token, progress=False, batch_bytes=60_000) as c:
+        for blob in blobs + blobs[::-1] + blobs:
+            c.put_raw(blob)
+        c.flush()
+        assert c.blobs_sent == len(blobs)
+        assert c.missing([b.id for b in blobs]) == set()
