@@ -124,7 +124,7 @@ class BlobWriter:
 
         The stages overlap: while one batch is being compressed, the next is
         hashed and the one before is handed to the repository, so the pool
-        never waits on a batch barrier. At most about ``3 * BATCH`` chunks
+        never waits on a batch barrier. At most about ``4 * BATCH`` chunks
         are in flight; each is a view of ``data`` until it is compressed.
         """
         result = WriteResult()
@@ -135,10 +135,12 @@ class BlobWriter:
         try:
             for piece in pieces:
                 hashing.append((piece, self._pool.submit(codec.blob_id, piece)))
-                if len(hashing) >= BATCH:
-                    self._ask(hashing, encoding, in_flight)
+                # Ask about the older batch while the newer one hashes, so
+                # the pool is never left waiting for the next cut.
+                if len(hashing) >= 2 * BATCH:
+                    self._ask(hashing, BATCH, encoding, in_flight)
                     self._drain(encoding, in_flight, result, keep=2 * BATCH)
-            self._ask(hashing, encoding, in_flight)
+            self._ask(hashing, len(hashing), encoding, in_flight)
             self._drain(encoding, in_flight, result, keep=0)
             return result
         except BaseException:
@@ -158,13 +160,16 @@ class BlobWriter:
     def _ask(
         self,
         hashing: deque[tuple[memoryview, Future[str]]],
+        count: int,
         encoding: deque[_Pending],
         in_flight: set[str],
     ) -> None:
-        """Ask the destination about the hashed batch; start compressing
-        what it lacks."""
-        batch = [(piece, fut.result()) for piece, fut in hashing]
-        hashing.clear()
+        """Ask the destination about the oldest ``count`` hashed chunks;
+        start compressing what it lacks."""
+        batch = []
+        for _ in range(count):
+            piece, fut = hashing.popleft()
+            batch.append((piece, fut.result()))
         unknown = {bid for _, bid in batch if bid not in self.sizes} - in_flight
         if self.repository is not None and unknown:
             lacking = self.repository.missing(unknown)
