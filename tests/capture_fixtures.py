@@ -7,6 +7,7 @@ its own stat cache folder instead of the user's ``~/.cache/snapkit``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable
@@ -16,7 +17,10 @@ import pytest
 
 from snapkit.store.archive import Archive
 from snapkit.store.repository import Repository, SnapshotInfo, StoredBlob
-from snapkit.workspace.manifest import BlobRef, FileEntry, Manifest
+from snapkit.workspace.manifest import BlobRef, Distribution, FileEntry, Manifest
+
+#: A distribution no machine has installed.
+GHOST = "snapkit-test-ghost-distribution"
 
 CREATED = "2026-01-02T03:04:05.000000Z"
 
@@ -149,3 +153,23 @@ def only_snapshot(path: Path) -> Manifest:
     with Archive(path) as archive:
         (info,) = archive.snapshots()
         return archive.snapshot(info.id)
+
+
+def needs_a_ghost(tmp_path: Path, data: bytes) -> Path:
+    """An archive with an object, and ``data.txt`` holding ``data``, whose
+    manifest says the object needs :data:`GHOST` 9.9 (missing everywhere)."""
+    import snapkit
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "data.txt").write_bytes(data)
+    original = tmp_path / "original.snap"
+    snapkit.capture({"answer": {"value": 42}}, files=ws, to=original).close()
+    manifest = only_snapshot(original)
+    libraries = dataclasses.replace(
+        manifest.libraries,
+        distributions=[*manifest.libraries.distributions, Distribution(GHOST, "9.9")],
+        required=sorted([*manifest.libraries.required, GHOST]),
+    )
+    edited = dataclasses.replace(manifest, libraries=libraries)
+    return copy_with_manifest(original, tmp_path / "ghost.snap", edited)

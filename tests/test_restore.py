@@ -7,7 +7,6 @@ writing) nothing appeared inside it either.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import stat
@@ -15,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from capture_fixtures import (
-    copy_with_manifest,
+    GHOST,
     file_entry,
     hostile_archive,
     isolated_cache,
     make_workspace,
-    only_snapshot,
+    needs_a_ghost,
     ref,
     temp_leftovers,
     tree,
@@ -36,7 +35,7 @@ from snapkit.errors import (
     UnsafePathError,
 )
 from snapkit.store.archive import Archive
-from snapkit.workspace.manifest import Distribution, FileEntry
+from snapkit.workspace.manifest import FileEntry
 
 __all__ = ["isolated_cache"]
 
@@ -402,30 +401,11 @@ def test_mode_only_change_needs_force_and_is_a_chmod(
 
 # -- the environment check ------------------------------------------------------
 
-GHOST = "snapkit-test-ghost-distribution"
-
-
-def _needs_a_ghost(tmp_path: Path) -> Path:
-    """A snapshot with one object and a file whose object needs a missing library."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "data.txt").write_bytes(PAYLOAD)
-    original = tmp_path / "original.snap"
-    snapkit.capture({"answer": {"value": 42}}, files=ws, to=original).close()
-    manifest = only_snapshot(original)
-    libraries = dataclasses.replace(
-        manifest.libraries,
-        distributions=[*manifest.libraries.distributions, Distribution(GHOST, "9.9")],
-        required=sorted([*manifest.libraries.required, GHOST]),
-    )
-    edited = dataclasses.replace(manifest, libraries=libraries)
-    return copy_with_manifest(original, tmp_path / "ghost.snap", edited)
-
 
 def test_missing_library_stops_a_restore_before_any_file_is_written(
     tmp_path: Path,
 ) -> None:
-    path = _needs_a_ghost(tmp_path)
+    path = needs_a_ghost(tmp_path, PAYLOAD)
     out = tmp_path / "out"
     with pytest.raises(EnvironmentMismatchError, match=GHOST):
         snapkit.restore(path, into=out)
@@ -435,7 +415,7 @@ def test_missing_library_stops_a_restore_before_any_file_is_written(
 def test_unknown_object_stops_a_restore_before_any_file_is_written(
     tmp_path: Path,
 ) -> None:
-    path = _needs_a_ghost(tmp_path)
+    path = needs_a_ghost(tmp_path, PAYLOAD)
     out = tmp_path / "out"
     with pytest.raises(NotFoundError, match="nope"):
         snapkit.restore(path, into=out, objects=["nope"], strict=False)
@@ -445,7 +425,7 @@ def test_unknown_object_stops_a_restore_before_any_file_is_written(
 def test_files_only_restore_reports_the_environment_without_failing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _needs_a_ghost(tmp_path)
+    path = needs_a_ghost(tmp_path, PAYLOAD)
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="snapkit"):
         result = snapkit.restore(path, into=out, objects=[])

@@ -6,7 +6,6 @@ the pickle opcodes, not the manifest's record, tells what loading would do.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -20,19 +19,18 @@ import numpy as np
 import pytest
 from capture_fixtures import (
     CREATED,
+    GHOST,
     CountingRepository,
-    copy_with_manifest,
-    only_snapshot,
+    needs_a_ghost,
     ref,
 )
 
 import snapkit
 from snapkit.cli.show import describe
 from snapkit.store.archive import Archive
-from snapkit.workspace.manifest import Distribution, Manifest, ObjectEntry
+from snapkit.workspace.manifest import Manifest, ObjectEntry
 from tests.cli.conftest import Backend, write_tree
 
-GHOST = "snapkit-test-ghost-distribution"
 GETCWD = f"{os.getcwd.__module__}:getcwd"
 
 
@@ -130,24 +128,10 @@ def test_show_of_a_folder_that_is_not_a_store(
 # -- restore: the environment is reported, never fatal ----------------------------
 
 
-def _needs_a_ghost(tmp_path: Path) -> Path:
-    ws = write_tree(tmp_path / "ws", {"data.txt": "kept\n"})
-    original = tmp_path / "original.snap"
-    snapkit.capture({"answer": 42}, files=ws, to=original).close()
-    manifest = only_snapshot(original)
-    libraries = dataclasses.replace(
-        manifest.libraries,
-        distributions=[*manifest.libraries.distributions, Distribution(GHOST, "9.9")],
-        required=sorted([*manifest.libraries.required, GHOST]),
-    )
-    edited = dataclasses.replace(manifest, libraries=libraries)
-    return copy_with_manifest(original, tmp_path / "ghost.snap", edited)
-
-
 def test_restore_with_a_missing_library_restores_and_warns_once(
     archive_backend: Backend, tmp_path: Path
 ) -> None:
-    path = _needs_a_ghost(tmp_path)
+    path = needs_a_ghost(tmp_path, b"kept\n")
     out = tmp_path / "out"
     result = archive_backend.run("restore", path, "--into", out)
     assert result.exit_code == 0, result.stderr
@@ -162,7 +146,7 @@ def test_restore_with_a_missing_library_restores_and_warns_once(
 def test_restore_json_carries_the_environment(
     archive_backend: Backend, tmp_path: Path
 ) -> None:
-    path = _needs_a_ghost(tmp_path)
+    path = needs_a_ghost(tmp_path, b"kept\n")
     result = archive_backend.run("restore", path, "--into", tmp_path / "o", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
