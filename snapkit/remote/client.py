@@ -47,10 +47,9 @@ import os
 import re
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -176,9 +175,8 @@ class Client(Repository):
         self._pending_bytes = 0
         self._sending: dict[str, StoredBlob] = {}
         self._in_flight: Future[None] | None = None
-        self._uploader = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="snapkit-upload"
-        )
+        #: Set by abort(): no more retries or backoff sleeps, anywhere.
+        self._aborted = threading.Event()
         #: Ids the server has confirmed it holds for this user.
         self._known: set[str] = set()
         self.bytes_sent = 0
@@ -218,6 +216,8 @@ class Client(Repository):
             headers["Content-Type"] = "application/octet-stream"
         attempt = 0
         while True:
+            if self._aborted.is_set():
+                raise RemoteError(f"{self.where}: {method} {path} abandoned (aborted)")
             try:
                 response = self._http.request(
                     method, path, content=body, params=params, headers=headers
@@ -252,7 +252,8 @@ class Client(Repository):
                 failure,
                 delay,
             )
-            time.sleep(delay)
+            if self._aborted.wait(delay):
+                raise RemoteError(f"{self.where}: {method} {path} abandoned (aborted)")
             attempt += 1
 
     def _count(self, sent: int, received: int) -> None:
@@ -335,15 +336,17 @@ class Client(Repository):
                 if queued is not None:
                     sizes[i] = queued.stored_size
         rest = [i for i in wanted if i not in sizes]
+        confirmed: dict[str, int] = {}
         for start in range(0, len(rest), MAX_IDS):
             part = rest[start : start + MAX_IDS]
             answer = self._request(
                 "POST", "/blobs/missing", json_body={"ids": part}
             ).json()
-            sizes.update({k: int(v) for k, v in answer["sizes"].items()})
+            confirmed.update({k: int(v) for k, v in answer["sizes"].items()})
         with self._lock:
-            self._known.update(sizes)
-        return sizes
+            # Only what the server said it holds: queued blobs are not yet.
+            self._known.update(confirmed)
+        return {**sizes, **confirmed}
 
     def put_raw(self, blob: StoredBlob) -> None:
         """Queue a blob for upload; the server verifies it against its id."""
@@ -379,7 +382,30 @@ class Client(Repository):
             self._sending = dict(self._pending)
             self._pending.clear()
             self._pending_bytes = 0
-            self._in_flight = self._uploader.submit(self._send, batch)
+            self._in_flight = self._start_upload(batch)
+
+    def _start_upload(self, batch: list[StoredBlob]) -> Future[None]:
+        """Upload ``batch`` on a thread of its own.
+
+        A daemon thread, not a pool worker: after :meth:`abort` (Ctrl-C), a
+        request blocked on a server that stopped answering must neither be
+        waited for nor keep the process from exiting; the server commits
+        nothing for a batch by itself.
+        """
+        future: Future[None] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                self._send(batch)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        threading.Thread(target=run, name="snapkit-upload", daemon=True).start()
+        return future
 
     def _wait_in_flight(self) -> None:
         """Wait for the batch in flight; raise what its upload raised."""
@@ -736,7 +762,6 @@ class Client(Repository):
         try:
             self.flush()
         finally:
-            self._uploader.shutdown(wait=True)
             self._http.close()
 
     def abort(self) -> None:
@@ -744,9 +769,11 @@ class Client(Repository):
         with self._lock:
             self._pending.clear()
             self._pending_bytes = 0
-        # An upload in flight finishes or fails on its own; its blobs are
-        # valid content either way, and nothing is committed.
-        self._uploader.shutdown(wait=True)
+        # An upload in flight is not waited for (Ctrl-C must not hang on a
+        # server that stopped answering): its thread is a daemon, and the
+        # event ends its retries. Its blobs are valid content either way,
+        # and nothing is committed.
+        self._aborted.set()
         with self._lock:
             self._in_flight = None
             self._sending.clear()

@@ -138,6 +138,8 @@ def test_background_upload_failure_surfaces_and_commits_nothing(
     forged = StoredBlob(good[0].id[::-1], good[1].codec, good[1].raw_size, good[1].data)
     with Client(server.url, token, progress=False, retries=0, batch_bytes=50_000) as c:
         c.put_raw(forged)
+        # Queued, so its size is known here, but the server has not said so.
+        assert c.stored_sizes([forged.id]) == {forged.id: forged.stored_size}
         with pytest.raises(IntegrityError, match="does not match its id"):
             for blob in good:
                 c.put_raw(blob)

@@ -139,3 +139,38 @@ def test_cli_refuses_a_path_for_an_id(command: str) -> None:
         "snapkit: error: snapshot id '../../x' is not valid; give 4 to 64 hex "
         "digits of an id listed by `snapkit ls`\n"
     )
+
+
+_ABORT_WHILE_UPLOADING = """
+import os, socket, sys, threading
+from snapkit.remote.client import Client
+from snapkit.store.repository import StoredBlob
+
+# A server that takes the connection and never answers.
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+held = []
+accept = lambda: held.extend(iter(srv.accept, None))  # noqa: E731
+threading.Thread(target=accept, daemon=True).start()
+client = Client(f"http://127.0.0.1:{srv.getsockname()[1]}", "snk_a_b",
+                progress=False, timeout=600, batch_bytes=1000)
+client.put_raw(StoredBlob.from_bytes(os.urandom(2000)))
+client.put_raw(StoredBlob.from_bytes(os.urandom(2000)))  # the first batch leaves
+client.abort()
+print("aborted")
+"""
+
+
+def test_abort_does_not_wait_for_an_upload_stuck_on_a_silent_server() -> None:
+    """Ctrl-C during a push calls abort(): it must return, and the process
+    exit, while an upload is blocked on a server that never answers (the
+    request's own timeout here is 600 s)."""
+    child = subprocess.run(
+        [sys.executable, "-c", _ABORT_WHILE_UPLOADING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "aborted"
