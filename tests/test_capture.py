@@ -24,6 +24,8 @@ import snapkit
 from snapkit import CaptureReport
 from snapkit.errors import ObjectError
 from snapkit.store.archive import Archive
+from snapkit.store.local import LocalStore
+from snapkit.store.repository import StoredBlob
 
 __all__ = ["isolated_cache"]
 
@@ -224,6 +226,49 @@ def test_same_size_edit_with_the_mtime_put_back_is_captured(tmp_path: Path) -> N
         out = tmp_path / "out"
         snapkit.restore(snap, into=out, objects=[])
     assert (out / "model.bin").read_bytes() == b"B" * 4096
+
+
+class _RewritesAfterReading(CountingRepository):
+    """A real store that rewrites ``path`` in place, same size and mtime, while
+    the blob of its old bytes is being stored: after capture read it, before
+    the stat cache records it."""
+
+    def __init__(self, inner: LocalStore, path: Path, new: bytes) -> None:
+        super().__init__(inner)
+        self.path, self.new = path, new
+        self.old_id = StoredBlob.from_bytes(path.read_bytes()).id
+
+    def put_raw(self, blob: StoredBlob) -> None:
+        super().put_raw(blob)
+        if blob.id == self.old_id:
+            mtime_ns = self.path.stat().st_mtime_ns
+            with open(self.path, "r+b") as f:  # no truncation under the mapping
+                f.write(self.new)
+            os.utime(self.path, ns=(mtime_ns, mtime_ns))
+
+
+def test_file_changed_between_reading_and_recording_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """The cache keys what was read by the scan's ctime, taken before the read,
+    never by a later one: the next capture reads the changed file again."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    model = ws / "model.bin"
+    model.write_bytes(b"A" * 4096)
+    age(ws)
+    time.sleep(0.05)  # past the kernel clock tick of the aged ctime
+    store = LocalStore(tmp_path / "store")
+    snapkit.capture(files=ws, to=_RewritesAfterReading(store, model, b"B" * 4096))
+    assert model.read_bytes() == b"B" * 4096
+
+    report = CaptureReport()
+    with snapkit.capture(files=ws, to=store, report=report) as snap:
+        assert report.files_from_cache == 0
+        out = tmp_path / "out"
+        snapkit.restore(snap, into=out, objects=[])
+    assert (out / "model.bin").read_bytes() == b"B" * 4096
+    store.close()
 
 
 def test_stat_cache_never_trusts_a_racy_file(tmp_path: Path) -> None:

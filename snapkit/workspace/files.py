@@ -75,6 +75,8 @@ class Candidate:
     mode: int  # permission bits (st_mode & 0o7777)
     size: int
     mtime_ns: int
+    #: Set by the kernel on every change; no program can set it back.
+    ctime_ns: int
     inode: int
     device: int
     target: str | None  # os.readlink text, for symlinks only
@@ -259,6 +261,7 @@ def _candidate(
         mode=stat.S_IMODE(st.st_mode),
         size=st.st_size if kind != "dir" else 0,
         mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
         inode=st.st_ino,
         device=st.st_dev,
         target=target,

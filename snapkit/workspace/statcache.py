@@ -18,11 +18,12 @@ Contract:
   path or server URL plus user): blobs known to be in repository A say
   nothing about B. :meth:`StatCache.lookup` only says which blobs the file
   was cut into; the caller must still ask the repository's ``missing()``.
-* The scan's :class:`~snapkit.workspace.files.Candidate` carries no ctime,
-  so :meth:`StatCache.lookup` takes it with one more ``lstat`` of the file,
-  before the file is read; :meth:`StatCache.record` keys the entry with that
-  ctime. A file whose stat no longer matches its candidate changed since the
-  scan: it is neither trusted nor recorded. Look a file up before reading it.
+* An entry is keyed by the stat the scan took (the
+  :class:`~snapkit.workspace.files.Candidate`), before the file was read; the
+  cache takes no stat of its own. A file changed after the scan gets a later
+  ctime than the recorded one (to within the kernel's clock tick), so what
+  was read from it is never trusted by a later capture. A hit trusts the
+  scan's stat: the capture then holds the file as the scan saw it.
 * Racy files are never trusted nor recorded: a file modified within
   :data:`RACY_WINDOW_NS` before the scan started may change again within the
   same timestamp tick without its stat changing (git's "racy clean" problem).
@@ -39,7 +40,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -101,10 +101,10 @@ class CacheEntry:
     refs: list[BlobRef]
     stored_size: int
 
-    def fits(self, c: Candidate, ctime_ns: int) -> bool:
-        """Whether ``c``, whose file has ``ctime_ns`` now, is this entry's file."""
+    def fits(self, c: Candidate) -> bool:
+        """Whether the scan saw this entry's file in ``c``, unchanged."""
         here = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
-        return here == (c.size, c.mtime_ns, ctime_ns, c.inode, c.device)
+        return here == (c.size, c.mtime_ns, c.ctime_ns, c.inode, c.device)
 
 
 Section = dict[str, CacheEntry]
@@ -133,8 +133,6 @@ class StatCache:
         )
         self._sections: dict[str, Section] = sections if sections is not None else {}
         self._touched: Section = {}
-        #: path -> ctime taken by lookup(), before the file was read.
-        self._ctimes: dict[str, int] = {}
 
     @classmethod
     def load(
@@ -158,17 +156,12 @@ class StatCache:
         """Return (blob refs, stored size) for an unchanged file, else None.
 
         None for anything but a regular file, a path not cached, a stat that
-        differs in size, mtime, ctime, inode or device, a file changed since
-        the scan, or a racy mtime.
+        differs in size, mtime, ctime, inode or device, or a racy mtime.
         """
         if c.kind != "file" or self.is_racy(c):
             return None
-        ctime_ns = _ctime_ns(c)
-        if ctime_ns is None:
-            return None
-        self._ctimes[c.path] = ctime_ns
         entry = self._sections.get(self.repo_key, {}).get(c.path)
-        if entry is None or not entry.fits(c, ctime_ns):
+        if entry is None or not entry.fits(c):
             return None
         self._touched[c.path] = entry
         return list(entry.refs), entry.stored_size
@@ -177,19 +170,14 @@ class StatCache:
         """Remember that ``c`` was cut into ``refs``, now stored in the repository.
 
         Call it only once every blob in ``refs`` is durable in the repository
-        this cache is keyed to, and after :meth:`lookup` of ``c`` (which took
-        the ctime before the file was read). Racy files, non-files and files
-        changed since the scan are not recorded.
+        this cache is keyed to, with ``c`` from a scan taken before the file
+        was read (the entry is keyed by that stat). Racy files and non-files
+        are not recorded.
         """
         if c.kind != "file" or self.is_racy(c):
             return
-        ctime_ns = self._ctimes.pop(c.path, None)
-        if ctime_ns is None:
-            ctime_ns = _ctime_ns(c)
-        if ctime_ns is None:
-            return
         entry = CacheEntry(
-            c.size, c.mtime_ns, ctime_ns, c.inode, c.device, list(refs), stored_size
+            c.size, c.mtime_ns, c.ctime_ns, c.inode, c.device, list(refs), stored_size
         )
         self._sections.setdefault(self.repo_key, {})[c.path] = entry
         self._touched[c.path] = entry
@@ -220,22 +208,6 @@ class StatCache:
             len(self._touched),
             self.repo_key,
         )
-
-
-def _ctime_ns(c: Candidate) -> int | None:
-    """The ctime of ``c``'s file now, or None if it changed since the scan."""
-    try:
-        st = os.lstat(c.abspath)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ino,
-        st.st_dev,
-    ) != (c.size, c.mtime_ns, c.inode, c.device):
-        return None
-    return st.st_ctime_ns
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

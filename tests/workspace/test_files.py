@@ -56,6 +56,7 @@ def test_entries_carry_stat_fields_and_permission_bits(tmp_path: Path) -> None:
         mode=0o750,
         size=10,
         mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
         inode=st.st_ino,
         device=st.st_dev,
         target=None,
@@ -435,20 +436,37 @@ def test_same_size_rewrite_with_mtime_put_back_misses(tmp_path: Path) -> None:
     assert second.lookup(after) == ([BLOB_B], 5)
 
 
-def test_file_changed_since_the_scan_is_neither_trusted_nor_recorded(
+def test_file_changed_after_the_scan_is_not_trusted_by_the_next_one(
     tmp_path: Path,
 ) -> None:
-    """A candidate whose file no longer has the scanned stat is stale."""
+    """What was read after the scan is keyed by the scan's ctime, older than the
+    change's: the next scan sees the newer ctime and reads the file again."""
     ws = tmp_path / "ws"
     c = aged_file(ws, "a.txt", "hello")
+    time.sleep(0.05)  # past the kernel clock tick of the scanned ctime
+    (ws / "a.txt").write_text("HELLO")
+    os.utime(ws / "a.txt", ns=(c.mtime_ns, c.mtime_ns))
+    cache_file = tmp_path / "c"
+    cache = StatCache.load(cache_file, "repo")
+    cache.record(c, [BLOB_A], 5)
+    assert cache.entries_for_repository("repo")["a.txt"].ctime_ns == c.ctime_ns
+    cache.save()
+
+    (after,) = scan(ws).entries
+    assert (after.size, after.mtime_ns, after.inode) == (c.size, c.mtime_ns, c.inode)
+    assert after.ctime_ns != c.ctime_ns
+    assert StatCache.load(cache_file, "repo").lookup(after) is None
+
+
+def test_lookup_trusts_the_scan_without_a_stat_of_its_own(tmp_path: Path) -> None:
+    """A hit is decided from the scan's stat alone: the file is not touched."""
+    ws = tmp_path / "ws"
+    c = aged_file(ws, "a.txt")
     cache = StatCache.load(tmp_path / "c", "repo")
     cache.record(c, [BLOB_A], 5)
-    (ws / "a.txt").write_text("hello, longer now")
+    (ws / "a.txt").unlink()
 
-    assert cache.lookup(c) is None
-    fresh = StatCache.load(tmp_path / "c2", "repo")
-    fresh.record(c, [BLOB_A], 5)
-    assert fresh.entries_for_repository("repo") == {}
+    assert cache.lookup(c) == ([BLOB_A], 5)
 
 
 def test_racy_file_is_neither_trusted_nor_recorded(tmp_path: Path) -> None:
