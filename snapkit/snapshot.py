@@ -121,6 +121,28 @@ class Snapshot:
         """
         return objs.scan_imports(self.read_pickle(name), name)
 
+    def checked_imports(
+        self, name: str, stream: bytes | bytearray | None = None
+    ) -> tuple[list[str], str | None]:
+        """What loading ``name`` would import, and what is wrong with its record.
+
+        The imports are read from the pickle opcodes: from ``stream`` if the
+        caller has read the verified stream already, else from
+        :meth:`read_pickle` (which raises IntegrityError or NotFoundError).
+        The second item is None when they are the manifest's ``imports``,
+        else a message naming both lists: the snapshot is damaged or forged.
+        """
+        pickle = self.read_pickle(name) if stream is None else stream
+        found = objs.scan_imports(pickle, name)
+        recorded = self.entry(name).imports
+        if set(found) == set(recorded):
+            return found, None
+        return found, (
+            f"the manifest records imports {', '.join(recorded) or 'nothing'}, "
+            f"but the pickle imports {', '.join(found) or 'nothing'}: the "
+            "snapshot is damaged or forged; do not load it"
+        )
+
     def check_environment(self, strict: bool = True) -> libs.EnvReport:
         """Compare recorded and running libraries; raise if required ones lack."""
         report = libs.check_environment(self.manifest.libraries, strict=strict)
@@ -133,16 +155,10 @@ class Snapshot:
         if self._env_checked is None or (strict and not self._env_checked):
             self.check_environment(strict=strict)
         stream, buffers = self.read_object(name)
-        imports = objs.scan_imports(stream, name)
-        recorded = self.entry(name).imports
-        if set(imports) != set(recorded):
+        imports, mismatch = self.checked_imports(name, stream)
+        if mismatch is not None:
             log.warning(
-                "loading object %s from snapshot %s: its pickle imports %s, but "
-                "the manifest records %s; the snapshot is damaged or forged",
-                name,
-                self.id[:12],
-                ", ".join(imports) or "nothing",
-                ", ".join(recorded) or "nothing",
+                "loading object %s from snapshot %s: %s", name, self.id[:12], mismatch
             )
         else:
             log.info(

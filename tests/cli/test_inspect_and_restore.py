@@ -114,6 +114,24 @@ def test_load_logs_a_warning_when_the_pickle_differs_from_the_record(
     assert [r.levelno for r in loading] == [logging.INFO]
 
 
+def test_show_and_load_report_a_forged_record_in_the_same_words(
+    forged: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One check (Snapshot.checked_imports) behind both show and load."""
+    with snapkit.open(forged) as snap:
+        (shown,) = describe(snap)["objects"]
+        assert snap.checked_imports("answer") == ([GETCWD], shown["warning"])
+        with caplog.at_level(logging.WARNING, logger="snapkit"):
+            snap.load("answer", strict=False)
+    (logged,) = [r.getMessage() for r in caplog.records]
+    assert shown["warning"] and logged.endswith(shown["warning"])
+
+    honest = tmp_path / "honest.snap"
+    snapkit.capture({"n": 3}, to=honest).close()
+    with snapkit.open(honest) as snap:
+        assert snap.checked_imports("n") == (snap.entry("n").imports, None)
+
+
 def test_show_of_a_folder_that_is_not_a_store(
     archive_backend: Backend, tmp_path: Path
 ) -> None:
