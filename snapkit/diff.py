@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from snapkit.errors import UsageError
 from snapkit.snapshot import Snapshot
 from snapkit.snapshot import open as open_snapshot
-from snapkit.store.repository import Repository
+from snapkit.store.repository import Repository, is_id_prefix
 from snapkit.workspace.manifest import (
     BlobRef,
     FileEntry,
@@ -76,16 +76,13 @@ STORE_MARKER = "snapkit-store"
 # -- sources -------------------------------------------------------------------
 
 
-_HEX_ID = re.compile(r"^[0-9a-f]{4,64}$")
-
-
 def is_server_id(spec: str) -> bool:
     """Whether ``spec`` names a server snapshot rather than a local path.
 
     True for 4 to 64 hex digits (an id or a prefix of one) when no file or
     folder of that name exists.
     """
-    return bool(_HEX_ID.match(spec.lower())) and not os.path.exists(spec)
+    return is_id_prefix(spec) and not os.path.exists(spec)
 
 
 def open_server_snapshot(spec: str) -> Snapshot:

@@ -28,7 +28,7 @@ from typing import Any
 
 from snapkit.audit.report import AuditReport, Item
 from snapkit.diff import format_size
-from snapkit.errors import UsageError
+from snapkit.errors import ENVIRONMENT_ERRNOS, UsageError, storage_error
 
 __all__ = [
     "MAX_TILES_PER_FOLDER",
@@ -166,8 +166,10 @@ def check_html_path(path: str | os.PathLike[str]) -> None:
 def write_html(report: AuditReport, path: str | os.PathLike[str]) -> None:
     """Write the page to ``path``, replacing it atomically.
 
-    Raises :class:`~snapkit.errors.UsageError` naming the path when it cannot
-    be written; no temporary file is left behind, whatever fails.
+    Raises :class:`~snapkit.errors.StorageError` when the disk refuses (full,
+    read-only, no access) and :class:`~snapkit.errors.UsageError` naming the
+    path when it otherwise cannot be written; no temporary file is left
+    behind, whatever fails.
     """
     target = os.fspath(path)
     check_html_path(target)
@@ -184,9 +186,11 @@ def write_html(report: AuditReport, path: str | os.PathLike[str]) -> None:
         os.replace(tmp, target)
         replaced = True
     except OSError as exc:
+        if exc.errno in ENVIRONMENT_ERRNOS:  # full, read-only, no access: exit 9
+            raise storage_error(exc, f"writing the HTML report {target}") from exc
         raise UsageError(
             f"cannot write the HTML report to {target}: {exc.strerror or exc}; "
-            "check the folder's permissions and free space, or choose another path"
+            "choose another path"
         ) from exc
     finally:
         if not replaced:

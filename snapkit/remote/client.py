@@ -9,7 +9,8 @@ What it guarantees:
 * blobs given to :meth:`Client.put_raw` are buffered and uploaded in batches
   of about :data:`BATCH_BYTES`, one batch in flight on a background thread
   while the next fills (so compressing and uploading overlap); an upload
-  that failed raises from the next ``put_raw`` or ``flush``;
+  that failed raises from the next ``put_raw`` that fills a batch, or from
+  ``flush``;
   :meth:`Client.flush` (and :meth:`Client.add_snapshot`, which flushes
   first) returns only once the server has made every one durable and
   recorded it as the caller's;
@@ -76,7 +77,12 @@ from snapkit.remote.config import (
 )
 from snapkit.store import codec
 from snapkit.store.codec import Codec
-from snapkit.store.repository import Repository, SnapshotInfo, StoredBlob
+from snapkit.store.repository import (
+    Repository,
+    SnapshotInfo,
+    StoredBlob,
+    is_id_prefix,
+)
 from snapkit.workspace.manifest import Manifest
 
 __all__ = ["BATCH_BYTES", "MAX_IDS", "Client"]
@@ -94,7 +100,6 @@ PAGE = 1000
 
 Progress = Callable[[int, int], None]
 
-_SNAPSHOT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -104,7 +109,7 @@ def _default_progress() -> bool:
 
 def _snapshot_path(given: str, suffix: str = "") -> str:
     """The URL path of a snapshot id or prefix; UsageError if it is not one."""
-    if not _SNAPSHOT_ID.fullmatch(given):
+    if not is_id_prefix(given):
         raise UsageError(
             f"snapshot id {given[:80]!r} is not valid; give 4 to 64 hex digits "
             "of an id listed by `snapkit ls`"

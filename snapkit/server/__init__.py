@@ -42,6 +42,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
     only on sockets that say so, and with it on, every response whose
     headers and body go out in two writes waits ~40 ms for a delayed ACK.
     """
+    if not 0 <= port <= 65535:  # getaddrinfo would wrap 70000 to 4464
+        raise UsageError(f"port {port} is not a TCP port; use 0 (any free) to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -24,6 +24,7 @@ Contract every implementation keeps:
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,7 +34,13 @@ from snapkit.store import codec as blobcodec
 from snapkit.store.codec import Codec
 from snapkit.workspace.manifest import Manifest
 
-__all__ = ["Repository", "SnapshotInfo", "StoredBlob", "resolve_prefix"]
+__all__ = [
+    "Repository",
+    "SnapshotInfo",
+    "StoredBlob",
+    "is_id_prefix",
+    "resolve_prefix",
+]
 
 
 @dataclass(frozen=True)
@@ -102,10 +109,18 @@ class SnapshotInfo:
         )
 
 
+_ID_PREFIX = re.compile(r"[0-9a-f]{4,64}")
+
+
+def is_id_prefix(text: str) -> bool:
+    """Whether ``text`` can name a snapshot: 4 to 64 hex digits, any case."""
+    return _ID_PREFIX.fullmatch(text.lower()) is not None
+
+
 def resolve_prefix(prefix: str, ids: Iterable[str], where: str) -> str:
     """Return the one id in ``ids`` that starts with ``prefix``."""
     prefix = prefix.strip().lower()
-    if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
+    if not is_id_prefix(prefix):
         raise UsageError(
             f"snapshot id {prefix!r} is not valid; give at least 4 hex digits "
             f"of an id listed by `snapkit ls` or `snapkit show {where}`"

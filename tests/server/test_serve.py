@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def _serve(data: Path, port: int) -> subprocess.Popen[str]:
@@ -96,3 +97,21 @@ def test_listening_socket_gets_nagle_turned_off_by_asyncio() -> None:
 
     asyncio.run(main())
     assert seen and seen[0] != 0
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1"])
+def test_a_port_out_of_range_is_refused_not_wrapped(port: str, tmp_path: Path) -> None:
+    """getaddrinfo would bind 70000 as 4464; the option refuses it first."""
+    from click.testing import CliRunner
+
+    from snapkit.cli import main
+    from snapkit.errors import UsageError
+    from snapkit.server import listen_socket
+
+    result = CliRunner().invoke(
+        main, ["server", "serve", "--data", str(tmp_path / "d"), "--port", port]
+    )
+    assert result.exit_code == 2
+    assert "--port" in result.output + result.stderr
+    with pytest.raises(UsageError, match="not a TCP port"):
+        listen_socket("127.0.0.1", int(port))
