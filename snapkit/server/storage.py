@@ -77,17 +77,10 @@ class FormFiles:
 
     def write(self, blob: StoredBlob, digest: str) -> None:
         """Store one form durably: write, fsync, rename, fsync the folder."""
-        final = self.path(blob.id, digest)
-        if not final.parent.is_dir():
-            final.parent.mkdir()
-            fsync_dir(self.root)
-        tmp = self.tmp / f"{final.name}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(encode_record(blob))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        # Imported here, like LocalStore below, for `snapkit server adduser`.
+        from snapkit.store.local import write_durably
+
+        write_durably(self.path(blob.id, digest), encode_record(blob), self.tmp)
 
     def scratch(self, parts: Sequence[bytes]) -> None:
         """Write and fsync ``parts`` to a file, then delete it (timing cover)."""

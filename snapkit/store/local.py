@@ -57,7 +57,14 @@ _CONFIG = {"format": 1, "kind": "local-store"}
 
 
 def write_durably(path: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write ``data`` under ``path`` so a crash leaves the old file or the new one."""
+    """Write ``data`` under ``path`` so a crash leaves the old file or the new one.
+
+    ``tmp_dir`` must be on the same filesystem as ``path``. A missing parent
+    folder (one level) is created and its own entry made durable first.
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(exist_ok=True)
+        fsync_dir(path.parent.parent)
     tmp = tmp_dir / f"{path.name}.{secrets.token_hex(4)}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
