@@ -156,12 +156,23 @@ class BlobStorage:
         forms: dict[str, BlobForm] = {}
         held: list[bytes] = []
         with self._lock:
+            ids = [blob.id for blob in blobs]
+            absent = self._store.missing(ids)
+            pack_sizes = self._store.stored_sizes(ids)
+            #: Forms this call put into a pack (an id may come twice).
+            packed: dict[str, BlobForm] = {}
             for blob in blobs:
                 form = forms[blob.id] = form_of(blob)
                 assert form.digest is not None
-                if self._store.missing([blob.id]):
+                if blob.id in absent and blob.id not in packed:
                     self._store.put_raw(blob)
-                elif self._same_as_pack(blob) or self.forms.has(blob.id, form.digest):
+                    packed[blob.id] = form
+                    continue
+                if blob.id in packed:
+                    same = packed[blob.id] == form
+                else:
+                    same = self._same_as_pack(blob, pack_sizes.get(blob.id))
+                if same or self.forms.has(blob.id, form.digest):
                     held.append(blob.data)
                 else:
                     self.forms.write(blob, form.digest)
@@ -170,7 +181,14 @@ class BlobStorage:
                 self.forms.scratch(held)
         return forms
 
-    def _same_as_pack(self, blob: StoredBlob) -> bool:
+    def _same_as_pack(self, blob: StoredBlob, pack_size: int | None) -> bool:
+        """Whether the pack store's copy is ``blob`` in the very same form.
+
+        ``pack_size`` is the copy's stored size from the pack index: the copy
+        is read only when it matches, since another size is another form.
+        """
+        if pack_size != blob.stored_size:
+            return False
         copy = self._store.get_raw(blob.id)
         return copy.codec == blob.codec and copy.data == blob.data
 
