@@ -52,7 +52,7 @@ from snapkit.errors import (
 )
 from snapkit.remote import MAX_RECORD, RecordParser, encode_record, parse_time
 from snapkit.server.auth import User, authenticate
-from snapkit.server.metadata import Metadata, SnapshotRow, open_metadata
+from snapkit.server.metadata import BlobForm, Metadata, SnapshotRow, open_metadata
 from snapkit.server.storage import BlobStorage
 from snapkit.store import serial
 from snapkit.store.pack import KIND_ARCHIVE, PackWriter
@@ -335,6 +335,15 @@ class UserRepository(Repository):
     def get_raw(self, blob_id: str) -> StoredBlob:
         """The blob in the form this user uploaded, checked on the way out."""
         form = self.meta.owned_forms(self.user.id, [blob_id]).get(blob_id)
+        return self.in_form(blob_id, form)
+
+    def snapshot_forms(self, snapshot_id: str) -> dict[str, BlobForm]:
+        """This user's form of every blob their snapshot names, in one query."""
+        return self.meta.snapshot_forms(self.user.id, snapshot_id)
+
+    def in_form(self, blob_id: str, form: BlobForm | None) -> StoredBlob:
+        """The blob in ``form``, which must come from this user's rows; None
+        (the user owns no such blob) is NotFoundError."""
         if form is None:
             raise NotFoundError(f"no blob {blob_id}")
         return self.storage.get(blob_id, form)
@@ -770,8 +779,12 @@ def _archive_stream(
     sink = io.BytesIO()
     writer = PackWriter(sink, KIND_ARCHIVE)
     decoded = Manifest.decode(manifest, f"server: snapshot {snapshot_id}")
+    forms = repo.snapshot_forms(snapshot_id)
     for blob_id in sorted(decoded.blob_ids()):
-        blob = repo.get_raw(blob_id)
+        form = forms.get(blob_id)
+        # A blob snapshot_blobs does not list (a database upgraded without
+        # those rows) is looked up on its own, as the caller's all the same.
+        blob = repo.get_raw(blob_id) if form is None else repo.in_form(blob_id, form)
         writer.add_blob(blob.id, blob.codec, blob.raw_size, blob.data)
         yield _drain(sink)
     writer.add_manifest(snapshot_id, manifest)

@@ -22,7 +22,8 @@ Garbage collection (:mod:`.gc`) deletes ownership rows that none of their
 user's snapshots names and that were recorded before a cutoff, in one
 transaction (:meth:`Metadata.collect_blobs`), so it never interleaves with a
 commit: a push whose blobs were collected first gets 409 at commit. Which
-blobs a snapshot names is kept in ``snapshot_blobs`` for that purpose.
+blobs a snapshot names is kept in ``snapshot_blobs`` for that purpose (and so
+an archive download finds all its forms in one query).
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ class Metadata(abc.ABC):
     @abc.abstractmethod
     def owned_forms(self, user_id: int, ids: Sequence[str]) -> dict[str, BlobForm]:
         """Return the form the user uploaded of each of ``ids`` they own."""
+
+    @abc.abstractmethod
+    def snapshot_forms(self, user_id: int, snapshot_id: str) -> dict[str, BlobForm]:
+        """Return the user's form of every blob their snapshot names, at once.
+
+        Empty for a snapshot the user does not have; a blob they do not own
+        is absent (commit makes sure there is none).
+        """
 
     @abc.abstractmethod
     def add_blobs(self, user_id: int, forms: dict[str, BlobForm]) -> None:
@@ -333,6 +342,15 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _BATCH]
 
 
+def _form(size: int, kind: int | None, form: str | None) -> BlobForm:
+    """A ``blobs`` row's form; codec and digest are NULL in rows of schema 1."""
+    return BlobForm(
+        None if kind is None else int(kind),
+        int(size),
+        None if form is None else str(form),
+    )
+
+
 def _row(values: Sequence[object]) -> SnapshotRow:
     sid, name, created, tags, raw, objects, files, committed = values
     return SnapshotRow(
@@ -454,12 +472,19 @@ class SQLiteMetadata(Metadata):
                     f"WHERE user_id = ? AND blob_id IN ({marks})",
                     (user_id, *part),
                 ):
-                    forms[str(bid)] = BlobForm(
-                        None if kind is None else int(kind),
-                        int(size),
-                        None if form is None else str(form),
-                    )
+                    forms[str(bid)] = _form(size, kind, form)
         return forms
+
+    def snapshot_forms(self, user_id: int, snapshot_id: str) -> dict[str, BlobForm]:
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT b.blob_id, b.stored_size, b.codec, b.form "
+                "FROM snapshot_blobs s JOIN blobs b "
+                "ON b.user_id = s.user_id AND b.blob_id = s.blob_id "
+                "WHERE s.user_id = ? AND s.snapshot_id = ?",
+                (user_id, snapshot_id),
+            ).fetchall()
+        return {str(bid): _form(size, kind, form) for bid, size, kind, form in found}
 
     def add_blobs(self, user_id: int, forms: dict[str, BlobForm]) -> None:
         now = _now()
