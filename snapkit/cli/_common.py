@@ -31,6 +31,7 @@ __all__ = [
     "json_option",
     "open_source",
     "quiet_option",
+    "split_names",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +51,11 @@ def quiet_option(f: F) -> F:
 
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def split_names(values: tuple[str, ...]) -> list[str]:
+    """The names of repeatable, comma-separated options (``--keep a,b --keep c``)."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def human_size(n: float) -> str:

@@ -11,7 +11,7 @@ import click
 
 from snapkit.audit import audit
 from snapkit.audit.html import check_html_path, write_html
-from snapkit.cli._common import echo_json, json_option, open_source
+from snapkit.cli._common import echo_json, json_option, open_source, split_names
 from snapkit.cli.create import run_script
 from snapkit.diff import STORE_MARKER, load_source
 from snapkit.errors import UsageError
@@ -20,10 +20,6 @@ from snapkit.errors import UsageError
 def _is_workspace(spec: str) -> bool:
     path = Path(spec)
     return path.is_dir() and not (path / STORE_MARKER).exists()
-
-
-def _names(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def _source(spec: str, stack: ExitStack) -> Any:
@@ -138,7 +134,7 @@ def command(
         if script is not None:
             # The script's globals, with the folder's files beside them: what
             # `snapkit create DIR --run SCRIPT --keep NAMES` would capture.
-            options = {"files": subject, "include": _names(keep) or None}
+            options = {"files": subject, "include": split_names(keep) or None}
             # What the script prints is not the report: keep stdout for it.
             with redirect_stdout(sys.stderr):
                 namespace = run_script(script)

@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from snapkit.capture import CaptureReport, capture
-from snapkit.cli._common import echo_json, human_size, json_option, quiet_option
+from snapkit.cli._common import (
+    echo_json,
+    human_size,
+    json_option,
+    quiet_option,
+    split_names,
+)
 from snapkit.errors import ObjectError, UsageError
 
 log = logging.getLogger(__name__)
@@ -74,10 +80,6 @@ def _script_failure(filename: str, exc: Exception) -> str:
         f"--run {filename} failed{where}: {type(exc).__name__}: {message}. Fix "
         f"the script (`python {filename}` shows the traceback), then capture again"
     )
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 @click.command("create")
@@ -199,7 +201,7 @@ def command(
                 namespace = run_script(script)
         else:
             namespace = run_script(script)
-        include = _split(keep) or None
+        include = split_names(keep) or None
         if used is not None:
             # Modules the function uses are libraries, recorded as such.
             include = sorted(
@@ -219,7 +221,7 @@ def command(
         snap = capture(
             namespace=namespace,
             include=include,
-            exclude=_split(exclude_object),
+            exclude=split_names(exclude_object),
             files=None if no_files else (root or Path(".")),
             file_exclude=file_exclude,
             file_include=file_include,

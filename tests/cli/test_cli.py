@@ -18,6 +18,7 @@ import pytest
 
 import snapkit
 from snapkit.cli import COMMAND_MODULES
+from snapkit.cli._common import split_names
 from tests.cli.conftest import Backend, read_tree, write_tree
 
 TRAIN = """\
@@ -275,6 +276,17 @@ def test_verify_detects_a_flipped_byte(
 
 
 # -- create ---------------------------------------------------------------------
+
+
+def test_split_names_reads_repeated_comma_separated_options() -> None:
+    """One reading of `--keep a,b --keep c` for create and audit alike."""
+    assert split_names(("model, iris", "", " ,scratch,", "score")) == [
+        "model",
+        "iris",
+        "scratch",
+        "score",
+    ]
+    assert split_names(()) == []
 
 
 def test_create_run_keeps_exactly_the_named_globals(
