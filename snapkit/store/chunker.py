@@ -18,8 +18,8 @@ from __future__ import annotations
 import mmap
 import os
 import traceback
-from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,7 +251,17 @@ class BlobReader:
         )
 
     def iter_chunks(self, refs: Sequence[BlobRef], where: str = "") -> Iterator[bytes]:
-        """Yield the verified bytes of each chunk, in order."""
+        """Yield the verified bytes of each chunk, in order.
+
+        A repository that can fetch many blobs per request (the server
+        client's ``get_many``) is read that way: one request per batch of
+        blobs instead of one per blob, the next batch asked for while the
+        pool still decodes the last.
+        """
+        get_many = getattr(self.repository, "get_many", None)
+        if get_many is not None and len(refs) > 1:
+            yield from self._iter_batched(get_many, refs, where)
+            return
         ahead = 2 * self._workers
         pending: list[Future[bytes]] = []
         for bid, size in refs:
@@ -261,8 +271,47 @@ class BlobReader:
         for fut in pending:
             yield fut.result()
 
+    def _iter_batched(
+        self,
+        get_many: Callable[[Sequence[str]], Iterator[StoredBlob]],
+        refs: Sequence[BlobRef],
+        where: str,
+    ) -> Iterator[bytes]:
+        order = list(dict.fromkeys(bid for bid, _ in refs))
+        uses = Counter(bid for bid, _ in refs)
+        fetched = iter(get_many(order))
+        #: Decodes of ids that a later ref names again.
+        shared: dict[str, Future[bytes]] = {}
+        pending: deque[Future[bytes]] = deque()
+        ahead = max(2 * self._workers, BATCH * 3)
+        for bid, size in refs:
+            fut = shared.get(bid)
+            if fut is None:
+                blob = next(fetched)
+                if blob.id != bid:
+                    raise IntegrityError(
+                        f"{self.repository.where}: {where} asked for blob {bid}, "
+                        f"got {blob.id}; try again"
+                    )
+                fut = self._pool.submit(self._decode, blob, size, where)
+                shared[bid] = fut
+            uses[bid] -= 1
+            if not uses[bid]:
+                del shared[bid]
+            pending.append(fut)
+            while len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def _decode(self, blob: StoredBlob, size: int, where: str) -> bytes:
+        data = blob.decode(f"{self.repository.where}: blob {blob.id}")
+        return self._check_size(data, blob.id, size, where)
+
     def _get(self, blob_id: str, size: int, where: str) -> bytes:
-        data = self.repository.get(blob_id)
+        return self._check_size(self.repository.get(blob_id), blob_id, size, where)
+
+    def _check_size(self, data: bytes, blob_id: str, size: int, where: str) -> bytes:
         if len(data) != size:
             raise IntegrityError(
                 f"{self.repository.where}: {where} blob {blob_id} has {len(data)} "

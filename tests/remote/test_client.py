@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,40 @@ def test_a_blob_queued_twice_while_in_flight_is_sent_once(
         c.flush()
         assert c.blobs_sent == len(blobs)
         assert c.missing([b.id for b in blobs]) == set()
+
+
+class _CountingClient(Client):
+    """The real client, counting how blobs are asked for."""
+
+    single = 0
+    batches = 0
+
+    def get_raw(self, blob_id: str) -> StoredBlob:
+        self.single += 1
+        return super().get_raw(blob_id)
+
+    def _fetch(self, ids: list[str]) -> Iterator[StoredBlob]:
+        self.batches += 1
+        return super()._fetch(ids)
+
+
+def test_reading_many_chunks_from_the_server_is_batched(
+    server: EmbeddedServer, token: str
+) -> None:
+    """BlobReader asks the server for a chunk list in batches, never blob by
+    blob, and a chunk listed twice is fetched once and given back twice."""
+    from snapkit.store.chunker import BlobReader
+
+    datas = [os.urandom(300_000) for _ in range(5)]
+    with _CountingClient(server.url, token, progress=False) as c:
+        blobs = [StoredBlob.from_bytes(d) for d in datas]
+        for blob in blobs:
+            c.put_raw(blob)
+        c.flush()
+        refs = [(b.id, len(d)) for b, d in zip(blobs, datas, strict=True)]
+        refs += refs[:2]
+        with BlobReader(c) as reader:
+            got = reader.read(refs, "test")
+        assert bytes(got) == b"".join([*datas, *datas[:2]])
+        assert c.single == 0
+        assert c.batches == 1
