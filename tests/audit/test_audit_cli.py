@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from disk_limits import snapkit_with_file_limit
 
 import snapkit
 from snapkit.audit import audit
@@ -185,15 +183,6 @@ def test_create_for_rejects_a_bad_entry_point_before_running(
     assert not ran.exists()
 
 
-_FILE_SIZE_LIMITED = """
-import resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
-resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-from snapkit.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_html_on_a_disk_that_refuses_is_a_storage_error(tmp_path: Path) -> None:
     """The disk saying no is exit 9 (StorageError), one line, no temp file."""
     ws = tmp_path / "ws"
@@ -201,20 +190,8 @@ def test_html_on_a_disk_that_refuses_is_a_storage_error(tmp_path: Path) -> None:
     (ws / "a.txt").write_text("a few bytes\n")
     out = tmp_path / "out"
     out.mkdir()
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _FILE_SIZE_LIMITED,
-            "audit",
-            str(ws),
-            "--html",
-            str(out / "r.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SNAPKIT_CACHE_DIR": str(tmp_path / "cache")},
+    child = snapkit_with_file_limit(
+        4096, "audit", ws, "--html", out / "r.html", cache=tmp_path / "cache"
     )
     assert child.returncode == 9, child.stderr
     assert "writing the HTML report" in child.stderr

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 import pytest
 import zstandard
+from disk_limits import snapkit_with_file_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import file_manifest, make_bytes, streams
@@ -445,16 +446,6 @@ def test_index_over_the_ceiling_is_refused_before_it_is_read(tmp_path: Path) -> 
     assert peak < 16 * 2**20
 
 
-_FILE_SIZE_LIMITED = """
-import resource, signal, sys
-# Writes past the limit fail with EFBIG instead of killing the process.
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-from snapkit.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def test_disk_refusing_a_write_is_a_storage_error(tmp_path: Path) -> None:
     """The file system saying no (here RLIMIT_FSIZE; ENOSPC is handled the
     same) is exit 9 with one line naming the archive, and leaves neither the
@@ -465,21 +456,8 @@ def test_disk_refusing_a_write_is_a_storage_error(tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     target = out_dir / "w.snap"
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _FILE_SIZE_LIMITED,
-            str(2**20),
-            "create",
-            str(ws),
-            "-o",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SNAPKIT_CACHE_DIR": str(tmp_path / "cache")},
+    child = snapkit_with_file_limit(
+        2**20, "create", ws, "-o", target, cache=tmp_path / "cache"
     )
     assert child.returncode == 9, child.stderr
     lines = child.stderr.strip().splitlines()
