@@ -86,7 +86,7 @@ class Archive(Repository):
         os.fchmod(fd, new_file_mode())
         self._tmp = os.fdopen(fd, "w+b")
         self._tmp_name = tmp_name
-        self._writer = PackWriter(self._tmp, KIND_ARCHIVE)
+        self._writer = PackWriter(self._tmp, KIND_ARCHIVE, writeback=True)
 
     # -- blobs -----------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Cut byte streams into blobs and move them in parallel.
 
-Large streams are cut with FastCDC (the compiled ``fastcdc`` package), so an
-insert in the middle of a file or array changes only the chunks around it.
-Inputs under :data:`SMALL` bytes stay one blob.
+Large streams are cut with FastCDC 2020 (the compiled ``pyfastcdc`` package,
+a port of the fastcdc-rs ``v2020`` chunker), so an insert in the
+middle of a file or array changes only the chunks around it. Inputs under
+:data:`SMALL` bytes stay one blob. The chunker releases the GIL while it scans,
+so cutting the next chunks overlaps hashing and compressing the last ones.
 
 :class:`BlobWriter` hashes the chunks in a thread pool, asks the destination
 which ids it lacks (one call per batch, which is what makes a remote
@@ -18,6 +20,7 @@ from __future__ import annotations
 import mmap
 import os
 import traceback
+import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -25,9 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastcdc import fastcdc
+with warnings.catch_warnings():
+    # Without its compiled extension pyfastcdc warns and falls back to pure
+    # Python; cut() refuses that below with a message that says what to do.
+    warnings.simplefilter("ignore")
+    import pyfastcdc
 
-from snapkit.errors import IntegrityError
+from snapkit.errors import EnvironmentMismatchError, IntegrityError
 from snapkit.store import codec
 from snapkit.store.repository import Repository, StoredBlob
 from snapkit.workspace.manifest import BlobRef
@@ -52,6 +59,14 @@ SMALL = 512 * 1024
 BATCH = 16
 
 
+#: Whether pyfastcdc loaded its compiled chunker (not the pure-Python one).
+COMPILED = pyfastcdc.FastCDC.__module__.startswith("pyfastcdc.cy")
+#: Normalized chunking level 1, as in the FastCDC paper and fastcdc-rs.
+_CDC = pyfastcdc.FastCDC(
+    AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK, normalized_chunking=1
+)
+
+
 def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
@@ -61,9 +76,17 @@ def cut(view: memoryview) -> Generator[memoryview, None, None]:
     if view.nbytes < SMALL:
         yield view
         return
-    for chunk in fastcdc(
-        view, min_size=MIN_CHUNK, avg_size=AVG_CHUNK, max_size=MAX_CHUNK
-    ):
+    if not COMPILED:
+        raise EnvironmentMismatchError(
+            "pyfastcdc has no compiled chunker on this machine, and its pure "
+            f"Python fallback would take minutes per GiB (cutting {view.nbytes} "
+            "bytes); reinstall it from a wheel with `pip install "
+            "--force-reinstall --only-binary=:all: pyfastcdc`, or install a C "
+            "compiler and the Python headers and reinstall it"
+        )
+    # One FastCDC object is shared: it holds only the fixed parameters and
+    # gear tables, and cut_buf keeps its position in the returned iterator.
+    for chunk in _CDC.cut_buf(view):
         yield view[chunk.offset : chunk.offset + chunk.length]
 
 

@@ -161,7 +161,7 @@ class LocalStore(Repository):
             if self._writer is None:
                 self._tmp_path = self.root / "tmp" / f"{secrets.token_hex(16)}.pack"
                 self._tmp = open(self._tmp_path, "w+b")  # noqa: SIM115 - closed in flush
-                self._writer = PackWriter(self._tmp, KIND_PACK)
+                self._writer = PackWriter(self._tmp, KIND_PACK, writeback=True)
             self._writer.add_blob(blob.id, blob.codec, blob.raw_size, blob.data)
             if self._writer.offset >= PACK_TARGET:
                 self.flush()
@@ -248,7 +248,7 @@ class LocalStore(Repository):
         with self._lock:
             tmp_path = self.root / "tmp" / f"{secrets.token_hex(16)}.pack"
             with open(tmp_path, "w+b") as tmp:
-                writer = PackWriter(tmp, KIND_PACK)
+                writer = PackWriter(tmp, KIND_PACK, writeback=True)
                 try:
                     for blob in blobs:
                         blob.check(self.where)

@@ -56,6 +56,8 @@ FOOTER_SIZE = _FOOTER.size
 #: Ceiling on an index: the msgpack document ceiling, checked against the
 #: footer before the index is read (about 5 million entries of ~100 bytes).
 MAX_INDEX = serial.MAX_DOCUMENT
+#: Bytes appended to a pack between two background syncs (see _Writeback).
+WRITEBACK_EVERY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,70 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+class _Writeback:
+    """Starts writing a growing file's bytes to disk while more are appended.
+
+    Every :data:`WRITEBACK_EVERY` bytes, a short-lived thread runs
+    ``fdatasync`` on a duplicate of the file's descriptor (the duplicate
+    keeps it valid even if the owner closes the file meanwhile). The final
+    ``fsync`` of the caller then waits only for the tail. A failure of a
+    background sync is raised by :meth:`wait`: Linux reports a writeback
+    error to one sync call only, so it must not be lost here.
+    """
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._file = fileobj
+        self._unsynced = 0
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+        #: Background syncs started so far.
+        self.started = 0
+
+    def wrote(self, size: int) -> None:
+        self._unsynced += size
+        if self._unsynced < WRITEBACK_EVERY:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._file.flush()
+        self._unsynced = 0
+        self.started += 1
+        fd = os.dup(self._file.fileno())
+        self._thread = threading.Thread(
+            target=self._sync, args=(fd,), name="snapkit-writeback", daemon=True
+        )
+        self._thread.start()
+
+    def _sync(self, fd: int) -> None:
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._error = exc
+        finally:
+            os.close(fd)
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class PackWriter:
     """Appends records to an open binary file and closes it with an index.
 
     The caller owns the file: it creates it under a temporary name, and after
     :meth:`finish` fsyncs and renames it. Not thread-safe; callers lock.
+    With ``writeback=True`` (a file the caller will fsync), written bytes go
+    to disk in the background as the pack grows; :meth:`finish` waits for
+    that and raises its error, if any.
     """
 
-    def __init__(self, fileobj: BinaryIO, kind: int) -> None:
+    def __init__(self, fileobj: BinaryIO, kind: int, writeback: bool = False) -> None:
         self._file = fileobj
+        self._writeback = _Writeback(fileobj) if writeback else None
         self._file.write(_HEADER.pack(MAGIC, FORMAT_VERSION, kind, b"\x00" * 5))
         self.offset = HEADER_SIZE
         self.blobs: dict[str, Entry] = {}
@@ -118,7 +175,15 @@ class PackWriter:
         entry = Entry(blob_id, self.offset, len(data), raw_size, kind)
         self._file.write(data)
         self.offset += len(data)
+        if self._writeback is not None:
+            self._writeback.wrote(len(data))
         return entry
+
+    @property
+    def background_syncs(self) -> int:
+        """How many background syncs this writer has started (0 without
+        ``writeback``)."""
+        return self._writeback.started if self._writeback is not None else 0
 
     def add_blob(self, blob_id: str, kind: Codec, raw_size: int, data: bytes) -> Entry:
         """Append a blob frame unless it is already in this pack."""
@@ -151,6 +216,8 @@ class PackWriter:
             )
         )
         self._file.flush()
+        if self._writeback is not None:
+            self._writeback.wait()
         return self.offset + len(index) + FOOTER_SIZE
 
     def read(self, entry: Entry) -> bytes:

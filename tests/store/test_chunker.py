@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 from array import array
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from strategies import make_bytes, stream_bytes
 
 from snapkit.errors import IntegrityError, NotFoundError
 from snapkit.store.chunker import (
+    COMPILED,
     MAX_CHUNK,
     MIN_CHUNK,
     SMALL,
@@ -24,6 +27,12 @@ from snapkit.store.chunker import (
 from snapkit.store.local import LocalStore
 
 MIB = 1024 * 1024
+#: Chunk sizes of ``random.Random(20261204).randbytes(12 MiB)``, as cut by
+#: FastCDC 2020 (pyfastcdc 0.3.1: min 256 KiB, average 1 MiB, max 4 MiB, NC 1).
+EXPECTED_SIZES = [
+    1510550, 2007803, 663322, 1084018, 1044272, 1544762,
+    1120767, 457470, 1384152, 1172266, 593530,
+]  # fmt: skip
 
 
 def chunk_ids(data: bytes) -> list[str]:
@@ -121,3 +130,53 @@ def test_reader_reports_size_mismatch_and_missing(tmp_path: Path) -> None:
                 reader.read([(blob.id, 299)], "file x")
             with pytest.raises(NotFoundError):
                 reader.read([("00" * 32, 3)])
+
+
+def test_chunk_boundaries_stay_where_they_are() -> None:
+    """The cut points of a fixed stream, recorded when the chunker was chosen.
+
+    Dedup against snapshots taken by earlier versions depends on the same
+    content being cut the same way. If this fails, the chunker (or a
+    pyfastcdc release) moved the boundaries: every existing snapshot would be
+    uploaded again in full. Change the expected list only on purpose, and say
+    so in the changelog.
+    """
+    data = random.Random(20261204).randbytes(12 * MIB)
+    sizes = [piece.nbytes for piece in cut(memoryview(data))]
+    assert sum(sizes) == len(data)
+    assert sizes == EXPECTED_SIZES
+
+
+def test_a_chunker_without_its_compiled_core_is_refused(tmp_path: Path) -> None:
+    """pyfastcdc falls back to pure Python when its extension will not load;
+    snapkit refuses that (minutes per GiB) with a message naming the fix,
+    and a small stream, which is never cut, still works."""
+    script = """
+import sys
+sys.modules["pyfastcdc.cy"] = None  # the compiled extension fails to import
+from snapkit.errors import EnvironmentMismatchError
+from snapkit.store.chunker import COMPILED, SMALL, cut
+assert not COMPILED
+assert len(list(cut(memoryview(bytes(SMALL - 1))))) == 1
+try:
+    list(cut(memoryview(bytes(SMALL))))
+except EnvironmentMismatchError as exc:
+    print(exc)
+else:
+    raise SystemExit("a large stream was cut by the pure-Python chunker")
+"""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no compiled chunker" in done.stdout
+    assert "--only-binary=:all: pyfastcdc" in done.stdout
+    assert str(SMALL) in done.stdout
+
+
+def test_the_compiled_chunker_is_the_one_in_use() -> None:
+    assert COMPILED
