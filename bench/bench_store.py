@@ -14,8 +14,11 @@ float64 array bytes) to a temporary folder, then times:
 * zstd -LEVEL -T2 compressing the same file to /dev/null, and zstd -d
   decompressing its output to /dev/null (wall time of the subprocess).
 
-Each figure is the best of ``--repeat`` runs. The target is put and get at
-0.8 or more of the zstd tool's speed. Results go to stdout as a table and to
+The runs are interleaved (put, get, zstd, zstd -d, then again, ``--repeat``
+rounds), so both sides of a ratio see the same machine. Each figure in the
+table is the best of its runs; the median and range of the round-by-round
+ratios follow it. The target is put and get at 0.8 or more of the zstd
+tool's speed. Results go to stdout as a table and to
 bench/out/ as JSON.
 """
 
@@ -27,6 +30,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,19 +73,26 @@ def mixed_data(size: int, seed: int = 2026) -> bytes:
     return random_part + text_part + float_part
 
 
-def best_of(
-    repeat: int, run: Callable[[], None], setup: Callable[[], None] | None = None
-) -> float:
-    """Return the shortest of ``repeat`` timed calls of ``run``; ``setup``
-    runs untimed before each."""
-    times = []
+Op = tuple[Callable[[], None], Callable[[], None] | None]
+
+
+def interleaved(repeat: int, ops: dict[str, Op]) -> dict[str, list[float]]:
+    """Time each op once per round, ``repeat`` rounds; return the times.
+
+    Rounds interleave the ops (put, get, zstd, zstd -d, put, ...) so that
+    both sides of a ratio see the same machine: on a shared VM the speed of
+    the zstd tool alone drifts by 20 % from one minute to the next. An op's
+    setup, if any, runs untimed before it.
+    """
+    times: dict[str, list[float]] = {name: [] for name in ops}
     for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, (run, setup) in ops.items():
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> int:
@@ -156,21 +167,35 @@ def main() -> int:
         )
         stored["zstd"] = zst.stat().st_size
 
-        seconds = {
-            "put": best_of(args.repeat, put, setup=remove_archive),
-            "get": best_of(args.repeat, get),
-            "zstd_compress": best_of(args.repeat, zstd_compress),
-            "zstd_decompress": best_of(args.repeat, zstd_decompress),
-        }
+        times = interleaved(
+            args.repeat,
+            {
+                "put": (put, remove_archive),
+                "get": (get, None),
+                "zstd_compress": (zstd_compress, None),
+                "zstd_decompress": (zstd_decompress, None),
+            },
+        )
 
+    seconds = {k: min(v) for k, v in times.items()}
     speed = {k: size / MIB / v for k, v in seconds.items()}
     ratios = {
         "put": speed["put"] / speed["zstd_compress"],
         "get": speed["get"] / speed["zstd_decompress"],
     }
+    # The same ratios taken round by round (each round's own zstd run).
+    paired = {
+        "put": [
+            z / p for p, z in zip(times["put"], times["zstd_compress"], strict=True)
+        ],
+        "get": [
+            z / g for g, z in zip(times["get"], times["zstd_decompress"], strict=True)
+        ],
+    }
     print(
         f"snapkit {__version__}, {args.size_mib} MiB mixed data, level {args.level}, "
-        f"{default_workers()} workers, {os.cpu_count()} CPUs, best of {args.repeat}"
+        f"{default_workers()} workers, {os.cpu_count()} CPUs, "
+        f"best of {args.repeat} interleaved rounds"
     )
     print(f"{'operation':<22}{'seconds':>9}{'MiB/s':>9}{'ratio':>8}{'target':>8}")
     rows = [
@@ -183,6 +208,12 @@ def main() -> int:
         shown = f"{ratio:8.2f}" if ratio is not None else f"{'':8}"
         goal = f"{TARGET:8.2f}" if ratio is not None else ""
         print(f"{label:<22}{seconds[key]:9.3f}{speed[key]:9.1f}{shown}{goal}")
+    for key in ("put", "get"):
+        values = sorted(paired[key])
+        print(
+            f"{key} ratio round by round: median {statistics.median(values):.2f}, "
+            f"range {values[0]:.2f}-{values[-1]:.2f}"
+        )
     print(
         f"stored: archive {stored['archive'] / MIB:.1f} MiB, "
         f"zstd {stored['zstd'] / MIB:.1f} MiB of {args.size_mib} MiB"
@@ -200,6 +231,8 @@ def main() -> int:
         "level": args.level,
         "repeat": args.repeat,
         "seconds": seconds,
+        "rounds": times,
+        "paired_ratios": paired,
         "mib_per_s": speed,
         "ratios": ratios,
         "target": TARGET,
