@@ -104,7 +104,8 @@ class FormatError(IntegrityError):
 
 
 class EnvironmentMismatchError(SnapkitError):
-    """The running interpreter lacks libraries the snapshot's objects need."""
+    """The running interpreter lacks libraries the snapshot's objects need,
+    or snapkit's own compiled chunker (``pyfastcdc``) did not load."""
 
     exit_code = 5
 

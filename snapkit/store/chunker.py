@@ -41,6 +41,7 @@ from snapkit.workspace.manifest import BlobRef
 
 __all__ = [
     "AVG_CHUNK",
+    "COMPILED",
     "MAX_CHUNK",
     "MIN_CHUNK",
     "SMALL",

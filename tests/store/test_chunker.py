@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import subprocess
 import sys
@@ -180,3 +181,40 @@ else:
 
 def test_the_compiled_chunker_is_the_one_in_use() -> None:
     assert COMPILED
+
+
+def test_create_without_the_compiled_chunker_is_exit_5(tmp_path: Path) -> None:
+    """From the CLI the refusal is one line and exit 5, and no archive (nor
+    its temporary file) is left behind."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "big.bin").write_bytes(make_bytes(14, 2 * MIB, "random"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    script = """
+import sys
+sys.modules["pyfastcdc.cy"] = None
+from snapkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "create",
+            str(ws),
+            "-o",
+            str(out_dir / "w.snap"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SNAPKIT_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 5, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "no compiled chunker" in lines[0]
+    assert list(out_dir.iterdir()) == []
