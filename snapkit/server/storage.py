@@ -82,7 +82,7 @@ class FormFiles:
 
         write_durably(self.path(blob.id, digest), encode_record(blob), self.tmp)
 
-    def scratch(self, parts: Sequence[bytes]) -> None:
+    def scratch(self, parts: Sequence[bytes | memoryview]) -> None:
         """Write and fsync ``parts`` to a file, then delete it (timing cover)."""
         tmp = self.tmp / f"scratch-{secrets.token_hex(8)}.tmp"
         try:
@@ -154,7 +154,7 @@ class BlobStorage:
         already held are written to a scratch file and fsynced all the same.
         """
         forms: dict[str, BlobForm] = {}
-        held: list[bytes] = []
+        held: list[bytes | memoryview] = []
         with self._lock:
             ids = [blob.id for blob in blobs]
             absent = self._store.missing(ids)

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 class Archive(Repository):
     """A ``.snap`` file as a repository. Thread-safe for concurrent reads and puts."""
 
+    #: put_raw writes a blob into the file before it returns.
+    keeps_blob_data = False
+
     def __init__(
         self, path: str | os.PathLike[str], mode: Literal["r", "w", "a"] = "r"
     ) -> None:

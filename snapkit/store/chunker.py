@@ -135,6 +135,9 @@ class BlobWriter:
     ) -> None:
         self.repository = repository
         self.level = codec.check_level(level)
+        # Raw chunks go out as views of the input, not copies, when nothing
+        # keeps them past put_raw (a dry run keeps nothing at all).
+        self._copy = repository is not None and repository.keeps_blob_data
         self._pool = ThreadPoolExecutor(
             max_workers=workers or default_workers(), thread_name_prefix="snapkit-chunk"
         )
@@ -204,7 +207,7 @@ class BlobWriter:
             encode: Future[StoredBlob] | None = None
             if bid in lacking and bid not in in_flight:
                 encode = self._pool.submit(
-                    StoredBlob.from_bytes, piece, self.level, bid
+                    StoredBlob.from_bytes, piece, self.level, bid, self._copy
                 )
                 in_flight.add(bid)
             encoding.append(_Pending(piece.nbytes, bid, encode))
@@ -248,8 +251,10 @@ class BlobWriter:
                 except BaseException as exc:
                     # The failed frames still hold slices of the mapping, and
                     # a mapping with live slices cannot be closed: drop their
-                    # locals (the traceback keeps its lines).
-                    traceback.clear_frames(exc.__traceback__)
+                    # locals (the traceback keeps its lines), in the chained
+                    # errors too (a StorageError raised from the OSError of
+                    # the write that held a raw chunk's view).
+                    _clear_frames(exc)
                     raise
                 finally:
                     view.release()
@@ -262,6 +267,20 @@ class BlobWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Clear the locals of every frame in ``exc``'s traceback and in those of
+    the errors it was raised from or during."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
 
 
 class BlobReader:

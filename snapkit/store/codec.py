@@ -30,6 +30,7 @@ __all__ = [
     "blob_id",
     "decode",
     "encode",
+    "encode_view",
     "verify",
 ]
 
@@ -94,18 +95,28 @@ def check_level(level: int) -> int:
 
 def encode(data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tuple[Codec, bytes]:
     """Compress ``data`` into a frame, or keep it raw when that does not pay."""
+    kind, stored = encode_view(data, level, copy=True)
+    assert isinstance(stored, bytes)
+    return kind, stored
+
+
+def encode_view(
+    data: bytes | memoryview, level: int = DEFAULT_LEVEL, *, copy: bool
+) -> tuple[Codec, bytes | memoryview]:
+    """Like :func:`encode`; with ``copy=False`` raw bytes are returned as
+    ``data`` itself rather than a copy, for a caller that writes them out
+    before ``data`` can change."""
     size = len(data)
     if size > MAX_BLOB_SIZE:
         raise UsageError(
             f"blob of {size} bytes is over the {MAX_BLOB_SIZE}-byte ceiling; "
             "cut large streams with snapkit.store.chunker first"
         )
-    if size < 64:
-        return Codec.RAW, bytes(data)
-    frame = _compressor(level).compress(data)
-    if len(frame) > size * (1 - MIN_SAVING):
-        return Codec.RAW, bytes(data)
-    return Codec.ZSTD, frame
+    if size >= 64:
+        frame = _compressor(level).compress(data)
+        if len(frame) <= size * (1 - MIN_SAVING):
+            return Codec.ZSTD, frame
+    return Codec.RAW, bytes(data) if copy or isinstance(data, bytes) else data
 
 
 def decode(codec: int, stored: bytes | memoryview, raw_size: int, where: str) -> bytes:

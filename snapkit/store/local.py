@@ -83,6 +83,9 @@ def _has_entries(folder: Path) -> bool:
 class LocalStore(Repository):
     """A repository in a directory. Thread-safe within one process."""
 
+    #: put_raw writes a blob into the file before it returns.
+    keeps_blob_data = False
+
     def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         self.root = Path(path)
         self.where = f"local store {self.root}"

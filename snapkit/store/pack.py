@@ -171,7 +171,9 @@ class PackWriter:
         self.blobs: dict[str, Entry] = {}
         self.snapshots: dict[str, Entry] = {}
 
-    def _append(self, blob_id: str, kind: Codec, raw_size: int, data: bytes) -> Entry:
+    def _append(
+        self, blob_id: str, kind: Codec, raw_size: int, data: bytes | memoryview
+    ) -> Entry:
         entry = Entry(blob_id, self.offset, len(data), raw_size, kind)
         self._file.write(data)
         self.offset += len(data)
@@ -185,7 +187,9 @@ class PackWriter:
         ``writeback``)."""
         return self._writeback.started if self._writeback is not None else 0
 
-    def add_blob(self, blob_id: str, kind: Codec, raw_size: int, data: bytes) -> Entry:
+    def add_blob(
+        self, blob_id: str, kind: Codec, raw_size: int, data: bytes | memoryview
+    ) -> Entry:
         """Append a blob frame unless it is already in this pack."""
         entry = self.blobs.get(blob_id)
         if entry is None:

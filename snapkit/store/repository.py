@@ -45,12 +45,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StoredBlob:
-    """A blob as a repository keeps it: already compressed (or raw)."""
+    """A blob as a repository keeps it: already compressed (or raw).
+
+    ``data`` is bytes, except between a :class:`~snapkit.store.chunker.BlobWriter`
+    and a repository that says it writes blobs out before ``put_raw`` returns
+    (:attr:`Repository.keeps_blob_data` False): a raw blob is then a view of
+    the writer's input, which spares copying every incompressible chunk.
+    """
 
     id: str
     codec: Codec
     raw_size: int
-    data: bytes
+    data: bytes | memoryview
     #: True only when this process encoded the blob from its bytes, so the id
     #: is known to match; blobs read from a file or the network start False.
     trusted: bool = field(default=False, compare=False, repr=False)
@@ -71,10 +77,13 @@ class StoredBlob:
         data: bytes | memoryview,
         level: int = blobcodec.DEFAULT_LEVEL,
         blob_id: str | None = None,
+        copy: bool = True,
     ) -> StoredBlob:
         """Encode ``data``. ``blob_id``, when the caller just hashed ``data``
-        itself, saves hashing it twice; never pass an id from elsewhere."""
-        kind, stored = blobcodec.encode(data, level)
+        itself, saves hashing it twice; never pass an id from elsewhere.
+        With ``copy=False`` a raw blob keeps ``data`` itself (see the class
+        docstring for when that is safe)."""
+        kind, stored = blobcodec.encode_view(data, level, copy=copy)
         bid = blob_id if blob_id is not None else blobcodec.blob_id(data)
         return cls(bid, kind, len(data), stored, trusted=True)
 
@@ -144,6 +153,11 @@ class Repository(abc.ABC):
 
     #: Human-readable location, used in every error message.
     where: str = "repository"
+    #: Whether ``put_raw`` may keep a blob's ``data`` after it returns (a
+    #: queue for upload does). A repository that writes the bytes out before
+    #: returning sets this False, and BlobWriter then hands it raw chunks as
+    #: views of the caller's buffer instead of copies.
+    keeps_blob_data: bool = True
 
     # -- blobs -----------------------------------------------------------
 

@@ -196,3 +196,22 @@ def test_reading_many_chunks_from_the_server_is_batched(
         assert bytes(got) == b"".join([*datas, *datas[:2]])
         assert c.single == 0
         assert c.batches == 1
+
+
+def test_a_queued_upload_does_not_see_the_caller_change_its_buffer(
+    client: Client,
+) -> None:
+    """The client keeps blobs queued after put_raw returns, so BlobWriter must
+    hand it copies of raw (incompressible) chunks, not views: a buffer the
+    caller reuses right after write() must not change what is uploaded."""
+    from snapkit.store.chunker import BlobReader, BlobWriter
+
+    assert client.keeps_blob_data
+    buffer = bytearray(os.urandom(3 * 1024 * 1024))
+    original = bytes(buffer)
+    with BlobWriter(client) as writer:
+        refs = writer.write(buffer).refs
+        buffer[:] = bytes(len(buffer))  # reused before the upload is flushed
+        client.flush()
+    with BlobReader(client) as reader:
+        assert bytes(reader.read(refs)) == original

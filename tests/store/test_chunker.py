@@ -218,3 +218,33 @@ sys.exit(main(sys.argv[1:]))
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "no compiled chunker" in lines[0]
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["archive", "local"])
+def test_raw_chunks_go_to_a_writing_repository_as_views(
+    tmp_path: Path, kind: str
+) -> None:
+    """An archive or local store writes each blob before put_raw returns, so
+    incompressible chunks reach it as views of the input (no copy); what
+    lands on disk is still the input, and the mapped file can be closed."""
+    from snapkit.store.archive import Archive
+    from snapkit.store.repository import Repository, StoredBlob
+
+    seen: list[type] = []
+
+    class Watching(Archive if kind == "archive" else LocalStore):  # type: ignore[misc]
+        def put_raw(self, blob: StoredBlob) -> None:
+            seen.append(type(blob.data))
+            super().put_raw(blob)
+
+    data = make_bytes(15, 3 * MIB, "random")
+    (tmp_path / "big").write_bytes(data)
+    target = tmp_path / ("a.snap" if kind == "archive" else "store")
+    repo: Repository = Watching(target, "w") if kind == "archive" else Watching(target)
+    assert not repo.keeps_blob_data
+    with BlobWriter(repo) as writer:
+        refs = writer.write_file(tmp_path / "big").refs
+    assert seen and set(seen) == {memoryview}
+    with BlobReader(repo) as reader:
+        assert bytes(reader.read(refs)) == data
+    repo.abort()
