@@ -19,9 +19,12 @@ def test_second_push_after_one_percent_change_sends_under_three_percent(
     """200 MB workspace, 2 MB of it rewritten: the second capture sends < 6 MB.
 
     The bytes are seeded, not os.urandom: what a 1 MiB rewrite costs depends
-    on where the content puts the chunk boundaries around it (1.3 to 3.1 MiB
-    over 30 seeds), so unseeded data made two unlucky files cross the 3 %
-    line now and then, and a failure could not be replayed.
+    on where the content puts the chunk boundaries around it. With the first
+    chunker (mean 1 MiB) it was 1.3 to 3.1 MiB over 30 seeds, and unseeded
+    data made two unlucky files cross the 3 % line now and then; with the
+    present sizes (mean 0.61 MiB, normalized chunking 2) it is 1.3 to 2.5
+    MiB, so no pair of files can cross it, and the seed keeps a failure
+    replayable.
     """
     rng = random.Random(2026)
     ws = tmp_path / "ws"

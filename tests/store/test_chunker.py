@@ -29,10 +29,12 @@ from snapkit.store.local import LocalStore
 
 MIB = 1024 * 1024
 #: Chunk sizes of ``random.Random(20261204).randbytes(12 MiB)``, as cut by
-#: FastCDC 2020 (pyfastcdc 0.3.1: min 256 KiB, average 1 MiB, max 4 MiB, NC 1).
+#: FastCDC 2020 (pyfastcdc 0.3.1: min 256 KiB, average parameter 512 KiB,
+#: max 4 MiB, normalized chunking 2).
 EXPECTED_SIZES = [
-    1510550, 2007803, 663322, 1084018, 1044272, 1544762,
-    1120767, 457470, 1384152, 1172266, 593530,
+    626468, 827854, 585842, 587127, 681230, 388335, 484819, 557351,
+    526667, 608049, 436223, 884270, 584040, 560800, 636419, 457470,
+    599873, 784279, 551499, 537826, 656425, 20046,
 ]  # fmt: skip
 
 
