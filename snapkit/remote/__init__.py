@@ -63,6 +63,33 @@ def encode_records(blobs: Iterable[StoredBlob]) -> bytes:
     return b"".join(encode_record(blob) for blob in blobs)
 
 
+def _header(
+    buf: bytes | bytearray | memoryview, pos: int, index: int, where: str
+) -> tuple[str, Codec, int, int]:
+    """Read and check the header of record ``index`` at ``pos``: its id,
+    codec, raw size and stored length."""
+    raw_id, codec, raw_size, stored_len = _HEADER.unpack_from(buf, pos)
+    blob_id = raw_id.hex()
+    if codec not in (Codec.RAW, Codec.ZSTD):
+        raise FormatError(
+            f"{where}: record {index} (blob {blob_id}) has unknown "
+            f"codec {codec}; expected 0 (raw) or 1 (zstd)"
+        )
+    if raw_size > MAX_BLOB_SIZE or stored_len > max(raw_size, 64) + 1024:
+        raise FormatError(
+            f"{where}: record {index} (blob {blob_id}) declares "
+            f"{raw_size} raw / {stored_len} stored bytes, over the ceiling"
+        )
+    return blob_id, Codec(codec), raw_size, stored_len
+
+
+def _cut_short(where: str, index: int, left: int) -> FormatError:
+    return FormatError(
+        f"{where}: body ends inside record {index} "
+        f"({left} bytes left over); the upload was cut short, send it again"
+    )
+
+
 class RecordParser:
     """Turns a byte stream into blobs as the bytes arrive.
 
@@ -99,43 +126,48 @@ class RecordParser:
         """Raise FormatError if the stream ended inside a record."""
         left = len(self._buf) - self._pos
         if left:
-            raise FormatError(
-                f"{self.where}: body ends inside record {self.records} "
-                f"({left} bytes left over); the upload was cut short, send it again"
-            )
+            raise _cut_short(self.where, self.records, left)
 
     def _next(self) -> StoredBlob | None:
         available = len(self._buf) - self._pos
         if available < HEADER_SIZE:
             return None
-        raw_id, codec, raw_size, stored_len = _HEADER.unpack_from(self._buf, self._pos)
-        blob_id = raw_id.hex()
-        if codec not in (Codec.RAW, Codec.ZSTD):
-            raise FormatError(
-                f"{self.where}: record {self.records} (blob {blob_id}) has unknown "
-                f"codec {codec}; expected 0 (raw) or 1 (zstd)"
-            )
-        if raw_size > MAX_BLOB_SIZE or stored_len > max(raw_size, 64) + 1024:
-            raise FormatError(
-                f"{self.where}: record {self.records} (blob {blob_id}) declares "
-                f"{raw_size} raw / {stored_len} stored bytes, over the ceiling"
-            )
+        blob_id, codec, raw_size, stored_len = _header(
+            self._buf, self._pos, self.records, self.where
+        )
         if self.records == 0:
             self.first_record = HEADER_SIZE + stored_len
         if available < HEADER_SIZE + stored_len:
             return None
         start = self._pos + HEADER_SIZE
-        data = bytes(self._buf[start : start + stored_len])
+        # One copy, straight out of the buffer (a bytearray slice would be a
+        # second); the view is released at once, so the buffer can grow.
+        with memoryview(self._buf) as view:
+            data = bytes(view[start : start + stored_len])
         self._pos = start + stored_len
         self.records += 1
-        return StoredBlob(blob_id, Codec(codec), raw_size, data)
+        return StoredBlob(blob_id, codec, raw_size, data)
 
 
 def iter_records(body: bytes, where: str = "blob body") -> Iterator[StoredBlob]:
-    """Yield every blob of a complete body."""
-    parser = RecordParser(where)
-    yield from parser.feed(body)
-    parser.close()
+    """Yield every blob of a complete body.
+
+    Each blob's ``data`` is a view of ``body`` (which is immutable), not a
+    copy: a 32 MiB batch download is parsed without moving its bytes.
+    """
+    view = memoryview(body)
+    pos = index = 0
+    while pos < len(view):
+        left = len(view) - pos
+        if left < HEADER_SIZE:
+            raise _cut_short(where, index, left)
+        blob_id, codec, raw_size, stored_len = _header(view, pos, index, where)
+        if left < HEADER_SIZE + stored_len:
+            raise _cut_short(where, index, left)
+        start = pos + HEADER_SIZE
+        yield StoredBlob(blob_id, codec, raw_size, view[start : start + stored_len])
+        pos = start + stored_len
+        index += 1
 
 
 _NAKED_OFFSET = re.compile(r"(.*\d) (\d\d(?::?\d\d)?)")

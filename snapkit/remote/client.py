@@ -68,7 +68,7 @@ from snapkit.errors import (
     RemoteError,
     UsageError,
 )
-from snapkit.remote import RecordParser, encode_records
+from snapkit.remote import encode_records, iter_records
 from snapkit.remote.config import (
     RemoteConfig,
     config_path,
@@ -503,7 +503,7 @@ class Client(Repository):
             yield from self._fetch(ids[:half])
             yield from self._fetch(ids[half:])
             return
-        blobs = list(RecordParser(f"{self.where}: download").feed(response.content))
+        blobs = list(iter_records(response.content, f"{self.where}: download"))
         if [b.id for b in blobs] != ids:
             raise RemoteError(
                 f"{self.where}: batch download returned {len(blobs)} blobs for "

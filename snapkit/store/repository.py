@@ -47,10 +47,12 @@ __all__ = [
 class StoredBlob:
     """A blob as a repository keeps it: already compressed (or raw).
 
-    ``data`` is bytes, except between a :class:`~snapkit.store.chunker.BlobWriter`
-    and a repository that says it writes blobs out before ``put_raw`` returns
-    (:attr:`Repository.keeps_blob_data` False): a raw blob is then a view of
-    the writer's input, which spares copying every incompressible chunk.
+    ``data`` is bytes or a read-only view that nothing will change: a blob
+    parsed out of a downloaded body is a slice of that body, and between a
+    :class:`~snapkit.store.chunker.BlobWriter` and a repository that writes
+    blobs out before ``put_raw`` returns (:attr:`Repository.keeps_blob_data`
+    False) a raw blob is a view of the writer's input, which spares copying
+    every incompressible chunk.
     """
 
     id: str
