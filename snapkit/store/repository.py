@@ -47,7 +47,8 @@ __all__ = [
 class StoredBlob:
     """A blob as a repository keeps it: already compressed (or raw).
 
-    ``data`` is bytes or a read-only view that nothing will change: a blob
+    ``data`` is bytes, or a view whose bytes nothing changes while the blob
+    is in use: a blob
     parsed out of a downloaded body is a slice of that body, and between a
     :class:`~snapkit.store.chunker.BlobWriter` and a repository that writes
     blobs out before ``put_raw`` returns (:attr:`Repository.keeps_blob_data`
