@@ -48,12 +48,11 @@ class StoredBlob:
     """A blob as a repository keeps it: already compressed (or raw).
 
     ``data`` is bytes, or a view whose bytes nothing changes while the blob
-    is in use: a blob
-    parsed out of a downloaded body is a slice of that body, and between a
-    :class:`~snapkit.store.chunker.BlobWriter` and a repository that writes
-    blobs out before ``put_raw`` returns (:attr:`Repository.keeps_blob_data`
-    False) a raw blob is a view of the writer's input, which spares copying
-    every incompressible chunk.
+    is in use: a blob parsed out of a downloaded body is a slice of that
+    body, and between a :class:`~snapkit.store.chunker.BlobWriter` and a
+    repository that writes blobs out before ``put_raw`` returns
+    (:attr:`Repository.keeps_blob_data` False) a raw blob is a view of the
+    writer's input, which spares copying every incompressible chunk.
     """
 
     id: str
