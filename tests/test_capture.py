@@ -205,6 +205,16 @@ def test_second_capture_of_unchanged_files_comes_from_the_stat_cache(
     assert (out / "f2.bin").read_bytes() == b"changed" * 100
 
 
+def _model_read_again(ws: Path, store: Path | LocalStore, out: Path) -> bytes:
+    """Capture ``ws`` again, check that no file came from the stat cache, and
+    return the bytes of ``model.bin`` as restored from that snapshot."""
+    report = CaptureReport()
+    with snapkit.capture(files=ws, to=store, report=report) as snap:
+        assert report.files_from_cache == 0
+        snapkit.restore(snap, into=out, objects=[])
+    return (out / "model.bin").read_bytes()
+
+
 def test_same_size_edit_with_the_mtime_put_back_is_captured(tmp_path: Path) -> None:
     """What ``cp -p`` or ``touch -r`` leave: same size and mtime, new bytes."""
     ws = tmp_path / "ws"
@@ -220,12 +230,7 @@ def test_same_size_edit_with_the_mtime_put_back_is_captured(tmp_path: Path) -> N
     time.sleep(0.05)  # past the kernel clock tick of the first capture's stat
     model.write_bytes(b"B" * 4096)
     os.utime(model, ns=(mtime_ns, mtime_ns))
-    report = CaptureReport()
-    with snapkit.capture(files=ws, to=store, report=report) as snap:
-        assert report.files_from_cache == 0
-        out = tmp_path / "out"
-        snapkit.restore(snap, into=out, objects=[])
-    assert (out / "model.bin").read_bytes() == b"B" * 4096
+    assert _model_read_again(ws, store, tmp_path / "out") == b"B" * 4096
 
 
 class _RewritesAfterReading(CountingRepository):
@@ -262,12 +267,7 @@ def test_file_changed_between_reading_and_recording_is_read_again(
     snapkit.capture(files=ws, to=_RewritesAfterReading(store, model, b"B" * 4096))
     assert model.read_bytes() == b"B" * 4096
 
-    report = CaptureReport()
-    with snapkit.capture(files=ws, to=store, report=report) as snap:
-        assert report.files_from_cache == 0
-        out = tmp_path / "out"
-        snapkit.restore(snap, into=out, objects=[])
-    assert (out / "model.bin").read_bytes() == b"B" * 4096
+    assert _model_read_again(ws, store, tmp_path / "out") == b"B" * 4096
     store.close()
 
 
