@@ -94,7 +94,7 @@ def cut(view: memoryview) -> Generator[memoryview, None, None]:
     # One FastCDC object is shared: it holds only the fixed parameters and
     # gear tables, and cut_buf keeps its position in the returned iterator.
     for chunk in _CDC.cut_buf(view):
-        yield view[chunk.offset : chunk.offset + chunk.length]
+        yield chunk.data  # already a slice of ``view``, no copy
 
 
 def as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
